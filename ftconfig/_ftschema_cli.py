@@ -1,0 +1,122 @@
+"""`ftschema`: validate configs and keep everything generated from the schema fresh. Never imports torch."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ftconfig.runtime._errors import UserError
+
+
+def _echo_error(error: UserError) -> None:
+    click.echo(str(error), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ftconfig")
+def cli() -> None:
+    """Schema tooling for ftconfig finetuning configs."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing for valid files.")
+def validate(files: tuple[Path, ...], quiet: bool) -> None:
+    """Validate config FILES (YAML 1.2 or JSON); exit 2 if any is invalid."""
+    from ftconfig.runtime._load import load_config_file
+
+    exit_code = 0
+    for path in files:
+        try:
+            load_config_file(path)
+        except UserError as error:
+            _echo_error(error)
+            exit_code |= error.exit_code
+        else:
+            if not quiet:
+                click.echo(f"{path}: valid")
+    sys.exit(exit_code)
+
+
+def _run_generator(name: str, action: Callable[..., bool], check: bool) -> None:
+    fresh = action(check=check)
+    if check and not fresh:
+        click.echo(f"{name}: out of date; run `ftschema {name}` and commit the result", err=True)
+        sys.exit(1)
+    click.echo(f"{name}: {'up to date' if check else 'written'}")
+
+
+@cli.command("gen-code")
+@click.option("--check", is_flag=True, help="Fail if generated/config.py is not what the schema gives.")
+def gen_code(check: bool) -> None:
+    """Generate the msgspec structs (generated/config.py) with datamodel-code-generator."""
+    from ftconfig.tools._gen_code import gen_code as action
+
+    _run_generator("gen-code", action, check)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Fail if generated/ftconfig.schema.json is stale.")
+def bundle(check: bool) -> None:
+    """Write the single-file schema for editors (generated/ftconfig.schema.json)."""
+    from ftconfig.tools._bundle import write_bundle
+
+    _run_generator("bundle", write_bundle, check)
+
+
+@cli.command("gen-docs")
+@click.option("--check", is_flag=True, help="Fail if docs/config.md is stale.")
+def gen_docs(check: bool) -> None:
+    """Write the config reference (docs/config.md) from the schema."""
+    from ftconfig.tools._gen_docs import write_docs
+
+    _run_generator("gen-docs", write_docs, check)
+
+
+@cli.command("import-training-args")
+@click.option("--check", is_flag=True, help="Fail if the schema differs from the installed transformers.")
+def import_training_args(check: bool) -> None:
+    """Regenerate schema/training_args.schema.json from transformers' TrainingArguments."""
+    from ftconfig.tools._import_training_args import import_training_args as action
+    from ftconfig.tools._paths import SCHEMA_DIR
+
+    _run_generator("import-training-args", lambda check: action(SCHEMA_DIR, check=check), check)
+
+
+@cli.command()
+def check() -> None:
+    """Run every freshness check and validate every config under examples/ and docs/."""
+    from ftconfig.tools._check import run_all_checks
+
+    problems = run_all_checks(echo=click.echo)
+    if problems:
+        click.echo(f"check: {problems} problem{'s' if problems != 1 else ''}", err=True)
+        sys.exit(1)
+    click.echo("check: all good")
+
+
+@cli.command()
+@click.argument("path", required=False, default="ftconfig.yaml", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--schema-ref", help="Path or URL of the schema to name in the modeline (default: the installed bundle).")
+def init(path: Path, force: bool, schema_ref: str | None) -> None:
+    """Write a commented starter config (default ftconfig.yaml) that names the schema."""
+    from ftconfig.tools._starter import render_starter
+
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_starter(path, schema_ref), encoding="utf-8")
+    click.echo(f"wrote {path}; next: edit it, then `ftschema validate {path}`")
+
+
+def main() -> None:
+    """Console entry point: user mistakes exit 2 with a message, never a traceback."""
+    try:
+        cli.main(standalone_mode=True)
+    except UserError as error:
+        _echo_error(error)
+        sys.exit(error.exit_code)

@@ -1,0 +1,2186 @@
+# Generated from schema/*.schema.json by `ftschema gen-code`. Do not edit by hand.
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+from msgspec import UNSET, Meta
+from msgspec import Struct as _Struct
+from msgspec import UnsetType, convert, field
+
+
+class Struct(_Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+ChatTemplateName: TypeAlias = Annotated[
+    Literal['mistral-with-system', 'chat-ml', 'poro', 'keep-original', 'simplified-llama31'],
+    Meta(
+        description="Chat templates that ftconfig can install on the tokenizer (keep-original leaves the tokenizer's own).",
+        title='ChatTemplateName',
+    ),
+]
+
+
+MissingPadTokenStrategy: TypeAlias = Annotated[
+    Literal['eos-repurpose', 'bos-repurpose', 'unk-repurpose', 'unk-convert-to-eos'],
+    Meta(
+        description="Specifies the available missing pad token strategies.\n\nWe've shown in a small set of experiments that repurposing EOS can start to hurt performance while the other options seem to work equally well.\n\nRepurposing EOS is the default in many online sources, but it is actually a bad idea if we want to predict EOS, as all the pad_token_ids get ignored in loss computation, and thus the model does not learn to predict the end of the text. However, for models that have additional tokens for end of message, end of turn, etc. this is not so dangerous.\n\nRepurposing BOS is similar to repurposing EOS, but since we do not need to predict BOS, this may be more sensible.\n\nRepurposing UNK can work with tokenizers that never produce UNKs in normal data (e.g. Mistral tokenizers should have a byte fall-back so that everything can be tokenized).\n\nUNK_CONVERT_TO_EOS uses a hack where the unk_token_id is initially used for padding, but in the collation phase the input-side UNKs (padding) gets set to EOS, so that the input-side padding looks like EOS. On the output-side, the UNKs (padding) still gets ignored. NOTE: This will leave the tokenizer's pad_token_id set to the unk_token_id; so any subsequent use of the model where padding is involved should somehow explicitly set the pad_token_id again.",
+        title='MissingPadTokenStrategy',
+    ),
+]
+
+
+class DatasetDefinition(Struct, kw_only=True):
+    """
+    Define how to load a dataset.
+    """
+
+    path: Annotated[
+        str,
+        Meta(
+            description='Local path to a JSONL file in the finetuning data format.',
+            min_length=1,
+        ),
+    ]
+
+
+class WeightedDatasetDefinition(Struct, kw_only=True):
+    """
+    Define a dataset, with a weight for sampling.
+    """
+
+    path: Annotated[
+        str,
+        Meta(
+            description='Local path to a JSONL file in the finetuning data format.',
+            min_length=1,
+        ),
+    ]
+    sampling_weight: (
+        Annotated[
+            float,
+            Meta(
+                description='Relative sampling weight; 0 skips the dataset. When every weight is exactly 1.0 the datasets are interleaved round robin.',
+                ge=0.0,
+            ),
+        ]
+        | UnsetType
+    ) = 1.0
+
+
+class ConcatenationDataInput(Struct, kw_only=True, tag_field='type', tag='CONCATENATION'):
+    """
+    A simple list of datasets.
+
+    These are simply concatenated, the same as sampling all with equal weight. The files are JSON Lines (or one JSON array) of chat conversations: each line is {"messages": [{"role": "string", "content": "string"}, ...]}.
+    """
+
+    datasets: Annotated[
+        list[DatasetDefinition],
+        Meta(description='The datasets, concatenated in this order.', min_length=1),
+    ]
+    data_type: (
+        Annotated[
+            Literal['ChatConversation'],
+            Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
+        ]
+        | UnsetType
+    ) = 'ChatConversation'
+
+
+class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPUTE_WEIGHTED_MIX'):
+    """
+    A list of datasets where each is sampled by a certain weight.
+
+    These datasets are interleaved based on the sampling weights. The resulting dataset is fully precomputed, up to the point where every single sample in every dataset gets picked. This means that with small sampling weights, it can take a lot of draws to see every sample from a dataset and so the resulting dataset can be very large. The files are JSON Lines (or one JSON array) of chat conversations: each line is {"messages": [{"role": "string", "content": "string"}, ...]}.
+    """
+
+    datasets: Annotated[
+        list[WeightedDatasetDefinition],
+        Meta(description='The datasets and their sampling weights.', min_length=1),
+    ]
+    data_type: (
+        Annotated[
+            Literal['ChatConversation'],
+            Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
+        ]
+        | UnsetType
+    ) = 'ChatConversation'
+    seed: (
+        Annotated[
+            int,
+            Meta(
+                description='Seed for the random number generator for interleaving draws.'
+            ),
+        ]
+        | UnsetType
+    ) = 19851243
+
+
+class AutoSplitDataInput(Struct, kw_only=True, tag_field='type', tag='AUTO_SPLIT'):
+    """
+    Automatic validation split from the training data. A source example never lands on both sides, also after a weighted mix.
+    """
+
+    data_type: (
+        Annotated[
+            Literal['ChatConversation'],
+            Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
+        ]
+        | UnsetType
+    ) = 'ChatConversation'
+    ratio: (
+        Annotated[
+            float,
+            Meta(
+                description='Ratio of the training data to use for validation.',
+                gt=0.0,
+                lt=1.0,
+            ),
+        ]
+        | UnsetType
+    ) = 0.2
+    seed: (
+        Annotated[
+            int, Meta(description='Seed for the random number generator for splitting.')
+        ]
+        | UnsetType
+    ) = 1289525893
+
+
+class NoneDataInput(Struct, kw_only=True, tag_field='type', tag='NONE'):
+    """
+    A special type for not using data e.g. in validation.
+    """
+
+    data_type: (
+        Annotated[
+            Literal['ChatConversation'],
+            Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
+        ]
+        | UnsetType
+    ) = 'ChatConversation'
+
+
+class SilogenTrainingArguments(Struct, kw_only=True):
+    """
+    HuggingFace TrainingArguments as config, with ftconfig conventions. Generated from transformers 5.24.0 by `ftschema import-training-args`; do not edit by hand. The batch-size fields are not allowed here: batchsize_conf sets them.
+    """
+
+    output_dir: (
+        Annotated[
+            str,
+            Meta(
+                description='The output directory where the model predictions and checkpoints will be written. ftconfig: when null, $CHECKPOINTS_PATH if set, else ./checkpoints.'
+            ),
+        ]
+        | None
+    ) = None
+    num_train_epochs: (
+        Annotated[
+            float, Meta(description='Total number of training epochs to perform.')
+        ]
+        | UnsetType
+    ) = 3.0
+    max_steps: (
+        Annotated[
+            int,
+            Meta(
+                description='Overrides `num_train_epochs`. If set to a positive number, the total number of training steps to perform. Must be set when the training dataset does not implement `__len__` (e.g. a streaming dataset).'
+            ),
+        ]
+        | UnsetType
+    ) = -1
+    learning_rate: (
+        Annotated[
+            float, Meta(description='The initial learning rate for the optimizer.')
+        ]
+        | UnsetType
+    ) = 5e-05
+    lr_scheduler_type: (
+        Annotated[
+            Literal['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay', 'greedy'],
+            Meta(description='The learning rate scheduler type to use. See `SchedulerType` for all possible values.'),
+        ]
+        | UnsetType
+    ) = 'linear'
+    lr_scheduler_kwargs: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='The extra arguments for the lr_scheduler. See the documentation of each scheduler for possible values.'
+            ),
+        ]
+        | None
+    ) = None
+    warmup_steps: (
+        Annotated[
+            float,
+            Meta(
+                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).'
+            ),
+        ]
+        | UnsetType
+    ) = 0
+    optim: (
+        Annotated[
+            Literal['adamw_torch', 'adamw_torch_fused', 'adamw_torch_xla', 'adamw_torch_npu_fused', 'adafactor', 'adamw_anyprecision', 'adamw_torch_4bit', 'adamw_torch_8bit', 'ademamix', 'sgd', 'adagrad', 'adamw_bnb_8bit', 'adamw_8bit', 'ademamix_8bit', 'lion_8bit', 'lion_32bit', 'paged_adamw_32bit', 'paged_adamw_8bit', 'paged_ademamix_32bit', 'paged_ademamix_8bit', 'paged_lion_32bit', 'paged_lion_8bit', 'rmsprop', 'rmsprop_bnb', 'rmsprop_bnb_8bit', 'rmsprop_bnb_32bit', 'galore_adamw', 'galore_adamw_8bit', 'galore_adafactor', 'galore_adamw_layerwise', 'galore_adamw_8bit_layerwise', 'galore_adafactor_layerwise', 'lomo', 'adalomo', 'grokadamw', 'schedule_free_radam', 'schedule_free_adamw', 'schedule_free_sgd', 'apollo_adamw', 'apollo_adamw_layerwise', 'stable_adamw'],
+            Meta(description='The optimizer to use. See `OptimizerNames` for the complete list.'),
+        ]
+        | UnsetType
+    ) = 'adamw_torch_fused'
+    optim_args: (
+        Annotated[
+            str,
+            Meta(
+                description='Optional arguments supplied to optimizers such as AnyPrecisionAdamW, AdEMAMix, and GaLore.'
+            ),
+        ]
+        | None
+    ) = None
+    weight_decay: (
+        Annotated[
+            float,
+            Meta(
+                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.'
+            ),
+        ]
+        | UnsetType
+    ) = 0.0
+    adam_beta1: (
+        Annotated[
+            float,
+            Meta(
+                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.'
+            ),
+        ]
+        | UnsetType
+    ) = 0.9
+    adam_beta2: (
+        Annotated[
+            float,
+            Meta(
+                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.'
+            ),
+        ]
+        | UnsetType
+    ) = 0.999
+    adam_epsilon: (
+        Annotated[
+            float,
+            Meta(
+                description='Epsilon value for numerical stability in Adam-based optimizers.'
+            ),
+        ]
+        | UnsetType
+    ) = 1e-08
+    optim_target_modules: (
+        Annotated[
+            str | list[str] | None,
+            Meta(
+                description='The target modules to optimize. Currently used for the GaLore and APOLLO algorithms.'
+            ),
+        ]
+        | None
+    ) = None
+    average_tokens_across_devices: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether or not to average tokens across devices. If enabled, will use all_reduce to synchronize num_tokens_in_batch for precise loss calculation. Reference: https://github.com/huggingface/transformers/issues/34242'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    max_grad_norm: (
+        Annotated[
+            float,
+            Meta(
+                description='Maximum gradient norm for gradient clipping. Set to 0 to disable.'
+            ),
+        ]
+        | UnsetType
+    ) = 1.0
+    label_smoothing_factor: (
+        Annotated[
+            float,
+            Meta(
+                description='Label smoothing factor to prevent overconfidence. Zero means no smoothing.'
+            ),
+        ]
+        | UnsetType
+    ) = 0.0
+    bf16: (
+        Annotated[
+            bool,
+            Meta(
+                description='Enable bfloat16 (BF16) mixed precision training. Generally preferred over FP16 due to better numerical stability.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    fp16: (
+        Annotated[
+            bool,
+            Meta(
+                description='Enable float16 (FP16) mixed precision training. Consider using BF16 instead if your hardware supports it.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    bf16_full_eval: (
+        Annotated[
+            bool,
+            Meta(
+                description='Use full BF16 precision for evaluation (not just mixed precision). Faster and saves memory.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    fp16_full_eval: (
+        Annotated[
+            bool,
+            Meta(
+                description='Use full FP16 precision for evaluation (not just mixed precision). Faster and saves memory.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    tf32: (
+        Annotated[
+            bool,
+            Meta(
+                description='Enable TF32 mode on Ampere and newer GPUs. Provides up to 8x speedup with negligible accuracy loss.'
+            ),
+        ]
+        | None
+    ) = None
+    activation_checkpointing: (
+        Annotated[
+            bool,
+            Meta(
+                description='Enable activation checkpointing to trade compute for memory. Reduces memory at the cost of ~20%% slower training.'
+            ),
+        ]
+        | None
+    ) = None
+    activation_checkpointing_kwargs: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='Keyword arguments passed to `activation_checkpointing_enable()`. `every_n_layers` checkpoints only every n-th decoder layer instead of all of them; `1` is the usual all-or-nothing behavior, and larger values give some memory back to speed. `offload` holds the saved activations in pinned host memory, which frees device memory and makes the step slower. Any other key is forwarded to `torch.utils.checkpoint.checkpoint`.'
+            ),
+        ]
+        | None
+    ) = None
+    gradient_checkpointing: (
+        Annotated[
+            bool,
+            Meta(
+                description='Deprecated alias of `activation_checkpointing`, will be removed in v6.'
+            ),
+        ]
+        | None
+    ) = None
+    gradient_checkpointing_kwargs: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='Deprecated alias of `activation_checkpointing_kwargs`, will be removed in v6.'
+            ),
+        ]
+        | None
+    ) = None
+    torch_compile: (
+        Annotated[
+            bool,
+            Meta(
+                description='Compile the model using `torch.compile()` for faster training.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    torch_compile_backend: (
+        Annotated[
+            str,
+            Meta(
+                description='Backend for `torch.compile()`. If set, automatically enables `torch_compile`.'
+            ),
+        ]
+        | None
+    ) = None
+    torch_compile_mode: (
+        Annotated[
+            str,
+            Meta(
+                description='Compilation mode for `torch.compile()`. If set, automatically enables `torch_compile`.'
+            ),
+        ]
+        | None
+    ) = None
+    use_liger_kernel: (
+        Annotated[
+            bool,
+            Meta(
+                description='Enable Liger Kernel optimizations. Increases throughput by ~20%% and reduces memory by ~60%%.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    liger_kernel_config: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Configuration for Liger Kernel. Passed as kwargs to `_apply_liger_kernel_to_instance()`. If None, uses default configuration.'
+            ),
+        ]
+        | None
+    ) = None
+    use_cache: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether or not to use cache for the model For training, this is usually not needed apart from some PEFT methods that uses `cache`.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    neftune_noise_alpha: (
+        Annotated[
+            float,
+            Meta(
+                description='If not None, activates NEFTune noise embeddings. Can drastically improve performance for instruction fine-tuning. Typical range: [5.0, 15.0].'
+            ),
+        ]
+        | None
+    ) = None
+    torch_empty_cache_steps: (
+        Annotated[
+            int,
+            Meta(
+                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10%% slower performance. If None, cache will not be emptied.'
+            ),
+        ]
+        | None
+    ) = None
+    auto_find_batch_size: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to find a training batch size that will fit into memory automatically through exponential decay, avoiding CUDA Out-of-Memory errors. The evaluation batch size is not adjusted.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    logging_strategy: (
+        Annotated[
+            Literal['no', 'steps', 'epoch'],
+            Meta(description="The logging strategy to adopt during training. Options: 'no', 'epoch', 'steps'."),
+        ]
+        | UnsetType
+    ) = 'steps'
+    logging_steps: (
+        Annotated[
+            float,
+            Meta(
+                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+            ),
+        ]
+        | UnsetType
+    ) = 500
+    logging_first_step: (
+        Annotated[
+            bool, Meta(description='Whether to log the first `global_step` or not.')
+        ]
+        | UnsetType
+    ) = False
+    log_on_each_node: (
+        Annotated[
+            bool,
+            Meta(
+                description='When doing a multinode distributed training, whether to log once per node or just once on the main node.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    logging_nan_inf_filter: (
+        Annotated[
+            bool,
+            Meta(
+                description='Filter out NaN and Inf training and evaluation losses when logging. Does not affect gradient computation, only logging.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    include_num_input_tokens_seen: (
+        Annotated[
+            str | bool,
+            Meta(description='Whether to track the number of input tokens seen. Must be one of [`all`, `non_padding`, `no`] or a boolean value which map to `all` or `no`'),
+        ]
+        | UnsetType
+    ) = 'no'
+    log_level: (
+        Annotated[
+            Literal['detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'],
+            Meta(description="Logging level for the main process. Options: 'debug', 'info', 'warning', 'error', 'critical', 'passive'."),
+        ]
+        | UnsetType
+    ) = 'passive'
+    log_level_replica: (
+        Annotated[
+            Literal['detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'],
+            Meta(description='Logging level for replica processes in distributed training. Same options as `log_level`.'),
+        ]
+        | UnsetType
+    ) = 'warning'
+    disable_tqdm: (
+        Annotated[
+            bool,
+            Meta(
+                description='Disable tqdm progress bars. Defaults to True if log_level is warning or lower.'
+            ),
+        ]
+        | None
+    ) = None
+    report_to: (
+        Annotated[
+            str | list[str],
+            Meta(description="The list of integrations to report the results and logs to. Use 'all' for all installed integrations, 'none' for no integrations. ftconfig adds 'mlflow' when tracking is on (see the tracking section)."),
+        ]
+        | None
+        | UnsetType
+    ) = 'none'
+    run_name: (
+        Annotated[
+            str,
+            Meta(
+                description='An optional descriptor for the run. Notably used for trackio, wandb, mlflow comet and swanlab logging.'
+            ),
+        ]
+        | None
+    ) = None
+    project: (
+        Annotated[
+            str,
+            Meta(description='The name of the project to use for logging. Currently, only used by Trackio.'),
+        ]
+        | UnsetType
+    ) = 'huggingface'
+    trackio_space_id: (
+        Annotated[
+            str,
+            Meta(
+                description="Hugging Face Space id for live Gradio-based Trackio logging (read/write Bucket access). Use 'username/reponame', 'orgname/reponame', or 'reponame' (current user's namespace). None: log only locally, no Space. Prefer trackio_static_space_id for stable post-training dashboard links. Public unless hub_private_repo=True or org default."
+            ),
+        ]
+        | None
+    ) = None
+    trackio_bucket_id: (
+        Annotated[
+            str,
+            Meta(
+                description='Optional HF Bucket id when using a Trackio Space; if unset, Trackio picks a default.'
+            ),
+        ]
+        | None
+    ) = None
+    trackio_static_space_id: (
+        Annotated[
+            str | bool | None,
+            Meta(
+                description='Static read-only Trackio Space over the Bucket (stable model-card links). False: no static sync on Hub push and no freeze after training. None/str: allow static Space; for local-only logging, Hub push runs sync(static); after training, freeze runs only if trackio_space_id was set (Gradio Space). str sets explicit static Space id. Public unless hub_private_repo=True or org default.'
+            ),
+        ]
+        | None
+    ) = None
+    eval_strategy: (
+        Annotated[
+            Literal['no', 'steps', 'epoch'],
+            Meta(description="When to run evaluation. Options: 'no', 'steps', 'epoch'."),
+        ]
+        | UnsetType
+    ) = 'no'
+    eval_steps: (
+        Annotated[
+            float,
+            Meta(
+                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps."
+            ),
+        ]
+        | None
+    ) = None
+    eval_delay: (
+        Annotated[
+            float,
+            Meta(
+                description='Number of epochs or steps to wait for before the first evaluation can be performed, depending on the eval_strategy.'
+            ),
+        ]
+        | UnsetType
+    ) = 0
+    prediction_loss_only: (
+        Annotated[
+            bool,
+            Meta(
+                description='When performing evaluation and generating predictions, only returns the loss.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    eval_on_start: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to run through the entire `evaluation` step at the very beginning of training as a sanity check.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    eval_do_concat_batches: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to recursively concat inputs/losses/labels/predictions across batches. If `False`, will instead store them as lists, with each batch kept separate.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    eval_use_gather_object: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to run recursively gather object in a nested list/tuple/dictionary of objects from all devices.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    eval_accumulation_steps: (
+        Annotated[
+            int,
+            Meta(
+                description='Number of predictions steps to accumulate the output tensors for, before moving the results to the CPU. If unset, predictions are accumulated on the accelerator before being moved to the CPU.'
+            ),
+        ]
+        | None
+    ) = None
+    include_for_metrics: (
+        Annotated[
+            list[str],
+            Meta(
+                description="Include additional data in the `compute_metrics` function. Options: 'inputs', 'loss'."
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=list)
+    batch_eval_metrics: (
+        Annotated[
+            bool,
+            Meta(
+                description='Break eval metrics calculation into batches to save memory.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    save_only_model: (
+        Annotated[
+            bool,
+            Meta(
+                description='Save only model weights, not optimizer/scheduler/RNG state. Prevents resuming training from checkpoint.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    save_strategy: (
+        Annotated[
+            Literal['no', 'steps', 'epoch', 'best'],
+            Meta(description="The checkpoint save strategy to adopt during training. Options: 'no', 'epoch', 'steps', 'best'."),
+        ]
+        | UnsetType
+    ) = 'steps'
+    save_steps: (
+        Annotated[
+            float,
+            Meta(
+                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+            ),
+        ]
+        | UnsetType
+    ) = 500
+    save_on_each_node: (
+        Annotated[
+            bool,
+            Meta(
+                description='When doing multi-node distributed training, whether to save models and checkpoints on each node, or only on the main one'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    save_total_limit: (
+        Annotated[
+            int,
+            Meta(
+                description='Maximum number of checkpoints to keep. Deletes older checkpoints in `output_dir`. The best checkpoint is always retained when `load_best_model_at_end=True`.'
+            ),
+        ]
+        | None
+    ) = None
+    enable_jit_checkpoint: (
+        Annotated[
+            bool,
+            Meta(
+                description="Enable JIT checkpointing on SIGTERM signal for graceful termination on preemptible workloads. Configure your orchestrator's graceful shutdown period accordingly."
+            ),
+        ]
+        | UnsetType
+    ) = False
+    push_to_hub: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether or not to push the model to the Hub every time the model is saved.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    hub_token: (
+        Annotated[
+            str,
+            Meta(
+                description='The token to use to push the model to the Hub. Defaults to the token from `hf auth login`.'
+            ),
+        ]
+        | None
+    ) = None
+    hub_private_repo: (
+        Annotated[
+            bool,
+            Meta(
+                description="Whether to make the repo private. If `None` (default), the repo will be public unless the organization's default is private. This value is ignored if the repo already exists. If reporting to Trackio Spaces created or synced (including on Hub push when `trackio_space_id` is None) use the same logic for whether the Space is private."
+            ),
+        ]
+        | None
+    ) = None
+    hub_model_id: (
+        Annotated[
+            str,
+            Meta(
+                description='The name of the repository to keep in sync with the local `output_dir`.'
+            ),
+        ]
+        | None
+    ) = None
+    hub_strategy: (
+        Annotated[
+            Literal['end', 'every_save', 'checkpoint', 'all_checkpoints'],
+            Meta(description="Defines what and when to push to Hub. Options: 'end', 'every_save', 'checkpoint', 'all_checkpoints'."),
+        ]
+        | UnsetType
+    ) = 'every_save'
+    hub_always_push: (
+        Annotated[
+            bool,
+            Meta(
+                description="Unless `True`, the Trainer will skip pushes if the previous one wasn't finished yet."
+            ),
+        ]
+        | UnsetType
+    ) = False
+    hub_revision: (
+        Annotated[
+            str,
+            Meta(
+                description='The revision to use when pushing to the Hub. Can be a branch name, a tag, or a commit hash.'
+            ),
+        ]
+        | None
+    ) = None
+    load_best_model_at_end: (
+        Annotated[
+            bool,
+            Meta(
+                description='Load the best checkpoint at the end of training. Requires `eval_strategy` to be set.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    metric_for_best_model: (
+        Annotated[
+            str,
+            Meta(
+                description="Metric to use for comparing models when `load_best_model_at_end=True`. Defaults to 'loss'."
+            ),
+        ]
+        | None
+    ) = None
+    greater_is_better: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether higher metric values are better. Defaults based on `metric_for_best_model`.'
+            ),
+        ]
+        | None
+    ) = None
+    ignore_data_skip: (
+        Annotated[
+            bool,
+            Meta(
+                description='When resuming training, skip fast-forwarding through the dataset to reach the previous state. If True, training starts from the beginning of the dataset.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    restore_callback_states_from_checkpoint: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to restore the callback states from the checkpoint. If `True`, will override callbacks passed to the `Trainer` if they exist in the checkpoint.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    full_determinism: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to call enable_full_determinism instead of set_seed for reproducibility in distributed training. Important: this will negatively impact the performance, so only use it for debugging.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    seed: (
+        Annotated[
+            int,
+            Meta(
+                description='Random seed that will be set at the beginning of training.'
+            ),
+        ]
+        | UnsetType
+    ) = 42
+    data_seed: (
+        Annotated[
+            int,
+            Meta(
+                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.'
+            ),
+        ]
+        | None
+    ) = None
+    use_cpu: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether or not to use cpu. If set to False, we will use the available torch device/backend.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    accelerator_config: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='Configuration for the internal Accelerate integration. Can be a path to a JSON config file or a dict.'
+            ),
+        ]
+        | None
+    ) = None
+    parallelism_config: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Parallelism configuration for the training run. Requires Accelerate `1.10.1`.'
+            ),
+        ]
+        | None
+    ) = None
+    dataloader_drop_last: (
+        Annotated[
+            bool,
+            Meta(
+                description='Drop the last incomplete batch if it is not divisible by the batch size.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    dataloader_num_workers: (
+        Annotated[
+            int,
+            Meta(
+                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.'
+            ),
+        ]
+        | UnsetType
+    ) = 0
+    dataloader_pin_memory: (
+        Annotated[
+            bool, Meta(description='Whether or not to pin memory for DataLoader.')
+        ]
+        | UnsetType
+    ) = True
+    dataloader_persistent_workers: (
+        Annotated[
+            bool,
+            Meta(
+                description='If True, the data loader will not shut down the worker processes after a dataset has been consumed once. This allows to maintain the workers Dataset instances alive. Can potentially speed up training, but will increase RAM usage.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    dataloader_prefetch_factor: (
+        Annotated[
+            int,
+            Meta(
+                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.'
+            ),
+        ]
+        | None
+    ) = None
+    dataloader_multiprocessing_context: (
+        Annotated[
+            Literal['fork', 'spawn', 'forkserver'],
+            Meta(
+                description="The multiprocessing start method to use for data loading workers ('fork', 'spawn', or 'forkserver'). Defaults to PyTorch's default, except on MPS with dataloader_num_workers > 1, where it defaults to 'fork'. Use 'spawn' when streaming from sources whose objects are not fork-safe (e.g. HDFS via pyarrow). Under 'spawn', any custom collate_fn / dataset code must be importable at module level (no lambdas/closures)."
+            ),
+        ]
+        | None
+    ) = None
+    dataloader_in_order: (
+        Annotated[
+            bool,
+            Meta(
+                description='If True (default), the data loader yields batches in the order workers were dispatched. Set to False to yield batches as soon as they are ready, reducing tail latency for IterableDataset streaming workloads. Requires PyTorch >= 2.6.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    remove_unused_columns: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether or not to automatically remove the columns unused by the model forward method.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    label_names: (
+        Annotated[
+            list[str],
+            Meta(
+                description='The list of keys in your dictionary of inputs that correspond to the labels.'
+            ),
+        ]
+        | None
+    ) = None
+    train_sampling_strategy: (
+        Annotated[
+            Literal['random', 'sequential', 'group_by_length', 'batch_rebalance'],
+            Meta(description="Sampler for training: 'random' (default), 'sequential', 'group_by_length', or 'batch_rebalance'."),
+        ]
+        | UnsetType
+    ) = 'random'
+    length_column_name: (
+        Annotated[
+            str,
+            Meta(description="Column name for precomputed lengths. Ignored unless `train_sampling_strategy` is 'group_by_length' or 'batch_rebalance'."),
+        ]
+        | UnsetType
+    ) = 'length'
+    ddp_find_unused_parameters: (
+        Annotated[
+            bool,
+            Meta(
+                description='When using distributed training, the value of the flag `find_unused_parameters` passed to `DistributedDataParallel`.'
+            ),
+        ]
+        | None
+    ) = None
+    ddp_bucket_cap_mb: (
+        Annotated[
+            int,
+            Meta(
+                description='When using distributed training, the value of the flag `bucket_cap_mb` passed to `DistributedDataParallel`.'
+            ),
+        ]
+        | None
+    ) = None
+    ddp_broadcast_buffers: (
+        Annotated[
+            bool,
+            Meta(
+                description='When using distributed training, the value of the flag `broadcast_buffers` passed to `DistributedDataParallel`.'
+            ),
+        ]
+        | None
+    ) = None
+    ddp_static_graph: (
+        Annotated[
+            bool,
+            Meta(
+                description='When using distributed training, the value of the flag `static_graph` passed to `DistributedDataParallel`.'
+            ),
+        ]
+        | None
+    ) = None
+    ddp_backend: (
+        Annotated[
+            Literal['nccl', 'gloo', 'mpi', 'xccl', 'hccl', 'cncl', 'mccl'],
+            Meta(
+                description="The backend to use for distributed training. Must be one of 'nccl', 'mpi', 'xccl', 'gloo', 'hccl'."
+            ),
+        ]
+        | None
+    ) = None
+    ddp_timeout: (
+        Annotated[
+            int,
+            Meta(
+                description='The timeout for `torch.distributed.init_process_group` calls (in seconds).'
+            ),
+        ]
+        | UnsetType
+    ) = 1800
+    fsdp: (
+        Annotated[
+            str,
+            Meta(
+                description='Enable PyTorch Fully Sharded Data Parallel (FSDP) for distributed training. Pass `--fsdp` (or `fsdp=True`) to turn FSDP on.'
+            ),
+        ]
+        | None
+    ) = None
+    fsdp_config: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='Tuning for FSDP (used only when `fsdp` is enabled). Either a path to a JSON config file (e.g., `fsdp_config.json`) or an already loaded dict.'
+            ),
+        ]
+        | None
+    ) = None
+    deepspeed: (
+        Annotated[
+            dict[str, Any] | str,
+            Meta(
+                description='Enable DeepSpeed integration. Value is a path to a JSON config file or a dict.'
+            ),
+        ]
+        | None
+    ) = None
+    debug: (
+        Annotated[
+            str | list[Literal['underflow_overflow', 'tpu_metrics_debug']],
+            Meta(description="Enable one or more debug features. Options: 'underflow_overflow' (detect overflow in model I/O), 'tpu_metrics_debug' (print TPU metrics)."),
+        ]
+        | UnsetType
+    ) = ''
+    skip_memory_metrics: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to skip adding memory profiler reports to metrics. Skipped by default because it slows down training.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    do_train: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to run training. Not directly used by Trainer; intended for training/evaluation scripts.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    do_eval: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to run evaluation. Not directly used by Trainer; intended for training/evaluation scripts.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    do_predict: (
+        Annotated[
+            bool,
+            Meta(
+                description='Whether to run predictions on the test set. Not directly used by Trainer; intended for training/evaluation scripts.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    local_rank: (
+        Annotated[
+            int,
+            Meta(
+                description='When using torch.distributed.launch (Deprecated), it will pass `local_rank` in the script, so we need this for the parser. To get the local rank, prefer using the property `local_process_index`'
+            ),
+        ]
+        | UnsetType
+    ) = -1
+
+
+class NoPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='NO_PEFT'):
+    """
+    A trivial config specifying that no peft is used: every parameter of the model is trained.
+    """
+
+
+class PretrainedPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='PRETRAINED_PEFT'):
+    """
+    PEFT adapter uses the config and initialisation from a pretrained adapter.
+    """
+
+    name_or_path: Annotated[
+        str, Meta(description='HF ID or path to the pretrained peft.', min_length=1)
+    ]
+
+
+PeftType: TypeAlias = Annotated[
+    Literal['PROMPT_TUNING', 'MULTITASK_PROMPT_TUNING', 'P_TUNING', 'PREFIX_TUNING', 'LORA', 'ADALORA', 'BOFT', 'ADAPTION_PROMPT', 'IA3', 'LOHA', 'LOKR', 'OFT', 'POLY', 'LN_TUNING', 'VERA', 'FOURIERFT', 'XLORA', 'HRA', 'VBLORA'],
+    Meta(
+        description="The PEFT adapter types that ftconfig can initialise (peft's PeftType values).",
+        title='PeftType',
+    ),
+]
+
+
+TaskType: TypeAlias = Annotated[
+    Literal['SEQ_CLS', 'SEQ_2_SEQ_LM', 'CAUSAL_LM', 'TOKEN_CLS', 'QUESTION_ANS', 'FEATURE_EXTRACTION'],
+    Meta(
+        description='Enum class for the different types of tasks supported by PEFT. SEQ_CLS: text classification. SEQ_2_SEQ_LM: sequence-to-sequence language modeling. CAUSAL_LM: causal language modeling. TOKEN_CLS: token classification. QUESTION_ANS: question answering. FEATURE_EXTRACTION: provides the hidden states, which can be used as embeddings or features for downstream tasks.',
+        title='TaskType',
+    ),
+]
+
+
+class PromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='PROMPT_TUNING'):
+    """
+    Config for a newly initialised PROMPT_TUNING adapter (GenericPeftConfig with peft_type PROMPT_TUNING). peft_kwargs go to peft's config class for PROMPT_TUNING.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class MultitaskPromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='MULTITASK_PROMPT_TUNING'):
+    """
+    Config for a newly initialised MULTITASK_PROMPT_TUNING adapter (GenericPeftConfig with peft_type MULTITASK_PROMPT_TUNING). peft_kwargs go to peft's config class for MULTITASK_PROMPT_TUNING.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class PTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P_TUNING'):
+    """
+    Config for a newly initialised P_TUNING adapter (GenericPeftConfig with peft_type P_TUNING). peft_kwargs go to peft's config class for P_TUNING.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class PrefixTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='PREFIX_TUNING'):
+    """
+    Config for a newly initialised PREFIX_TUNING adapter (GenericPeftConfig with peft_type PREFIX_TUNING). peft_kwargs go to peft's config class for PREFIX_TUNING.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class LoraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LORA'):
+    """
+    Config for a newly initialised LORA adapter (GenericPeftConfig with peft_type LORA). peft_kwargs go to peft's config class for LORA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class AdaloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='ADALORA'):
+    """
+    Config for a newly initialised ADALORA adapter (GenericPeftConfig with peft_type ADALORA). peft_kwargs go to peft's config class for ADALORA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class BoftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='BOFT'):
+    """
+    Config for a newly initialised BOFT adapter (GenericPeftConfig with peft_type BOFT). peft_kwargs go to peft's config class for BOFT.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class AdaptionPromptPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='ADAPTION_PROMPT'):
+    """
+    Config for a newly initialised ADAPTION_PROMPT adapter (GenericPeftConfig with peft_type ADAPTION_PROMPT). peft_kwargs go to peft's config class for ADAPTION_PROMPT.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class Ia3PeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='IA3'):
+    """
+    Config for a newly initialised IA3 adapter (GenericPeftConfig with peft_type IA3). peft_kwargs go to peft's config class for IA3.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class LohaPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOHA'):
+    """
+    Config for a newly initialised LOHA adapter (GenericPeftConfig with peft_type LOHA). peft_kwargs go to peft's config class for LOHA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class LokrPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOKR'):
+    """
+    Config for a newly initialised LOKR adapter (GenericPeftConfig with peft_type LOKR). peft_kwargs go to peft's config class for LOKR.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class OftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='OFT'):
+    """
+    Config for a newly initialised OFT adapter (GenericPeftConfig with peft_type OFT). peft_kwargs go to peft's config class for OFT.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class PolyPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='POLY'):
+    """
+    Config for a newly initialised POLY adapter (GenericPeftConfig with peft_type POLY). peft_kwargs go to peft's config class for POLY.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class LnTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LN_TUNING'):
+    """
+    Config for a newly initialised LN_TUNING adapter (GenericPeftConfig with peft_type LN_TUNING). peft_kwargs go to peft's config class for LN_TUNING.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class VeraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VERA'):
+    """
+    Config for a newly initialised VERA adapter (GenericPeftConfig with peft_type VERA). peft_kwargs go to peft's config class for VERA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class FourierftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='FOURIERFT'):
+    """
+    Config for a newly initialised FOURIERFT adapter (GenericPeftConfig with peft_type FOURIERFT). peft_kwargs go to peft's config class for FOURIERFT.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class XloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='XLORA'):
+    """
+    Config for a newly initialised XLORA adapter (GenericPeftConfig with peft_type XLORA). peft_kwargs go to peft's config class for XLORA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class HraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='HRA'):
+    """
+    Config for a newly initialised HRA adapter (GenericPeftConfig with peft_type HRA). peft_kwargs go to peft's config class for HRA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class VbloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VBLORA'):
+    """
+    Config for a newly initialised VBLORA adapter (GenericPeftConfig with peft_type VBLORA). peft_kwargs go to peft's config class for VBLORA.
+    """
+
+    task_type: (
+        Annotated[
+            TaskType,
+            Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
+        ]
+        | UnsetType
+    ) = 'CAUSAL_LM'
+    peft_kwargs: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=dict)
+
+
+class ModelArguments(Struct, kw_only=True):
+    """
+    These are passed to AutoModelForCausalLM.from_pretrained.
+
+    See https://huggingface.co/docs/transformers/main/en/main_classes/model#transformers.PreTrainedModel.from_pretrained. device_map: where each submodule goes (a device such as "cpu" or "cuda:1", a GPU ordinal, "auto", or a module-to-device mapping). attn_implementation: "eager", "sdpa" or "flash_attention_2". Quantization is configured separately, in quant_conf.
+    """
+
+    torch_dtype: (
+        Annotated[
+            Literal['auto', 'bfloat16', 'float16', 'float32'],
+            Meta(description="dtype the weights load in; auto takes the checkpoint's own. Passed as transformers' dtype."),
+        ]
+        | UnsetType
+    ) = 'auto'
+    device_map: (
+        Annotated[
+            dict[str, Any] | str | int,
+            Meta(
+                description='Custom device map so that you can manually override the choices that HuggingFace would make. This can also be a string to specify "auto", "balanced_low_0", or "sequential". null lets the trainer place the model (one device per process).'
+            ),
+        ]
+        | None
+    ) = None
+    max_memory: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Maximum memory per device for device_map "auto", e.g. {"0": "20GiB", "cpu": "60GiB"}.'
+            ),
+        ]
+        | None
+    ) = None
+    low_cpu_mem_usage: (
+        Annotated[
+            bool,
+            Meta(
+                description='Load the weights without a first random initialisation (always on in transformers 5).'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    attn_implementation: (
+        Annotated[
+            str,
+            Meta(
+                description='Note: this can be set to "sdpa", "flash_attention_2", "eager".'
+            ),
+        ]
+        | None
+    ) = None
+    offload_folder: (
+        Annotated[
+            str,
+            Meta(description='Folder for weights that device_map offloads to disk.'),
+        ]
+        | None
+    ) = None
+    offload_state_dict: (
+        Annotated[
+            bool,
+            Meta(description='Default is True if offloading (otherwise no effect).'),
+        ]
+        | None
+    ) = None
+    offload_buffers: (
+        Annotated[
+            bool, Meta(description='Offload buffers together with the parameters.')
+        ]
+        | None
+    ) = None
+    use_cache: (
+        Annotated[
+            bool,
+            Meta(
+                description='Saves generated hidden states to speed up generation. use_cache is mutually exclusive with gradient_checkpointing: ftconfig turns it off (with a warning) when gradient checkpointing is on.'
+            ),
+        ]
+        | UnsetType
+    ) = True
+    cache_dir: (
+        Annotated[str, Meta(description='Where downloaded models are cached.')] | None
+    ) = None
+    force_download: (
+        Annotated[
+            bool,
+            Meta(description='Download the model files again even if they are cached.'),
+        ]
+        | UnsetType
+    ) = False
+    local_files_only: (
+        Annotated[bool, Meta(description='Never download; use only local files.')]
+        | UnsetType
+    ) = False
+    proxies: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Proxy servers by protocol, e.g. {"https": "http://proxy:3128"}.'
+            ),
+        ]
+        | None
+    ) = None
+    resume_download: (
+        Annotated[
+            bool,
+            Meta(
+                description='Deprecated upstream (downloads always resume); kept for compatibility.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    revision: (
+        Annotated[
+            str,
+            Meta(description='Branch, tag or commit of the model repository.'),
+        ]
+        | UnsetType
+    ) = 'main'
+    code_revision: (
+        Annotated[
+            str,
+            Meta(description='Branch, tag or commit of remote code (with trust_remote_code).'),
+        ]
+        | UnsetType
+    ) = 'main'
+    subfolder: (
+        Annotated[
+            str,
+            Meta(description='Subfolder of the model repository that holds the model.'),
+        ]
+        | None
+    ) = None
+    token: (
+        Annotated[
+            str,
+            Meta(
+                description='HuggingFace access token. Never logged or written to resolved_config.json.'
+            ),
+        ]
+        | None
+    ) = None
+    use_safetensors: (
+        Annotated[
+            bool,
+            Meta(
+                description='Load safetensors weights (null: prefer them when present).'
+            ),
+        ]
+        | None
+    ) = None
+    variant: (
+        Annotated[str, Meta(description='Weights variant, e.g. "fp16".')] | None
+    ) = None
+    trust_remote_code: (
+        Annotated[
+            bool,
+            Meta(
+                description='Warning: if set to true, allows execution of downloaded remote code.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+
+
+HfMlflowLogArtifacts: TypeAlias = Annotated[
+    str,
+    Meta(
+        description='Whether to store model artifacts (checkpoints) in MLFlow. A boolean, or the seed\'s string form ("True"/"False").',
+        pattern='^(?:[Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF)$',
+    ),
+]
+
+
+class FinetuningTrackingConfig(Struct, kw_only=True):
+    """
+    Settings that define how run details are logged.
+    """
+
+    mlflow_server_uri: Annotated[
+        str,
+        Meta(
+            description='MLflow server URI. Can be local path (e.g. sqlite:///mlflow.db or an http(s) server).',
+            min_length=1,
+        ),
+    ]
+    experiment_name: Annotated[
+        str,
+        Meta(
+            description='Experiment name that is used for MLFlow tracking.',
+            min_length=1,
+        ),
+    ]
+    run_id: (
+        Annotated[
+            str,
+            Meta(description='Run id, to resume logging to previously started run.'),
+        ]
+        | None
+    ) = None
+    run_name: (
+        Annotated[
+            str,
+            Meta(
+                description='Run name, to give meaningful name to the run to be displayed in MLFlow UI. Used only when run_id is unspecified.'
+            ),
+        ]
+        | None
+    ) = None
+    hf_mlflow_log_artifacts: (
+        Annotated[
+            bool | HfMlflowLogArtifacts,
+            Meta(description='Whether to store model artifacts (checkpoints) in MLFlow. A boolean, or the seed\'s string form ("True"/"False").'),
+        ]
+        | UnsetType
+    ) = 'False'
+
+
+TorchDtypeName: TypeAlias = Annotated[
+    Literal['bfloat16', 'float16', 'float32'],
+    Meta(description='A torch floating-point dtype by name.', title='TorchDtypeName'),
+]
+
+
+class NoQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type', tag='no-quantization'):
+    """
+    A marker not to use quantization.
+    """
+
+
+class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type', tag='bits-and-bytes'):
+    """
+    Bits and Bytes configuration.
+
+    The options are from the BitsAndBytes config, see: https://huggingface.co/docs/transformers/en/main_classes/quantization#transformers.BitsAndBytesConfig. Exactly one of load_in_4bit and load_in_8bit must be true.
+    """
+
+    load_in_8bit: (
+        Annotated[
+            bool, Meta(description='Load the linear layers in 8 bits (LLM.int8()).')
+        ]
+        | UnsetType
+    ) = False
+    load_in_4bit: (
+        Annotated[bool, Meta(description='Load the linear layers in 4 bits (QLoRA).')]
+        | UnsetType
+    ) = False
+    llm_int8_threshold: (
+        Annotated[
+            float,
+            Meta(
+                description='Outlier threshold of LLM.int8(): hidden states above it are computed in 16 bits.'
+            ),
+        ]
+        | UnsetType
+    ) = 6.0
+    llm_int8_skip_modules: (
+        Annotated[
+            list[str],
+            Meta(description='Modules that are not quantized (e.g. lm_head).'),
+        ]
+        | None
+    ) = None
+    llm_int8_enable_fp32_cpu_offload: (
+        Annotated[
+            bool,
+            Meta(
+                description='Keep offloaded (CPU) modules in float32 when loading in 8 bits.'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    llm_int8_has_fp16_weight: (
+        Annotated[
+            bool, Meta(description='Keep 16-bit main weights for 8-bit training.')
+        ]
+        | UnsetType
+    ) = False
+    bnb_4bit_compute_dtype: (
+        Annotated[
+            TorchDtypeName,
+            Meta(description='Compute dtype of 4-bit layers; null means float32.'),
+        ]
+        | None
+    ) = None
+    bnb_4bit_quant_type: (
+        Annotated[
+            Literal['fp4', 'nf4'],
+            Meta(description='The 4-bit data type: fp4 or nf4 (NormalFloat4, the QLoRA choice).'),
+        ]
+        | UnsetType
+    ) = 'fp4'
+    bnb_4bit_use_double_quant: (
+        Annotated[
+            bool,
+            Meta(
+                description='Quantize the quantization constants too (saves about 0.4 bits per parameter).'
+            ),
+        ]
+        | UnsetType
+    ) = False
+    bnb_4bit_quant_storage: (
+        Annotated[
+            Literal['uint8', 'bfloat16', 'float16', 'float32'],
+            Meta(
+                description='Storage dtype of packed 4-bit weights; FSDP needs it equal to the training dtype. null means uint8.'
+            ),
+        ]
+        | None
+    ) = None
+
+
+class SFTArguments(Struct, kw_only=True):
+    """
+    Supervised fine-tuning arguments.
+    """
+
+    max_seq_length: (
+        Annotated[
+            int,
+            Meta(
+                description='Maximum length input sequence length (special tokens counted). Longer sequences will be filtered out.',
+                ge=1,
+            ),
+        ]
+        | UnsetType
+    ) = 2048
+    save_name_if_new_basemodel: (
+        Annotated[
+            str,
+            Meta(description='If a new basemodel is saved, it will be saved with this name.', min_length=1, pattern='^[^/\\\\]+$'),
+        ]
+        | UnsetType
+    ) = 'checkpoint-new-basemodel'
+    train_on_completions_only: (
+        Annotated[bool, Meta(description="Only compute loss on the assistant's turns.")]
+        | UnsetType
+    ) = False
+
+
+class Overrides(Struct, kw_only=True):
+    """
+    Override options that allow simple interfaces for charts using these configs.
+
+    This is particularly useful for a helm chart interface where we include the finetuning package config as a part of the values.yaml file. They are applied once, when the run is resolved; the config itself is never changed.
+    """
+
+    num_train_epochs: (
+        Annotated[
+            float,
+            Meta(
+                description='Overrides the number of epochs in the training_args (when not null).',
+                gt=0.0,
+            ),
+        ]
+        | None
+    ) = None
+    lr_multiplier: (
+        Annotated[
+            float,
+            Meta(
+                description='Multiplier applied to the learning rate in the training_args.',
+                gt=0.0,
+            ),
+        ]
+        | UnsetType
+    ) = 1.0
+    lr_batch_size_scaling: (
+        Annotated[
+            Literal['none', 'sqrt', 'linear'],
+            Meta(description='Scales the learning rate in the training_args by a factor derived from the total training batch size. none: No scaling. sqrt: Multiplies learning rate by square root of batch size (a classic scaling rule). linear: Multiplies learning rate by the batch size (a more modern scaling rule).'),
+        ]
+        | UnsetType
+    ) = 'none'
+
+
+class BatchsizeConfig(Struct, kw_only=True):
+    """
+    Config for determining the total batch size.
+
+    Total batch size is the effective batch size for the complete training run. It is equal to number of processes * per-device batch size * accumulation.
+
+    The maximum batch size per device is the maximum batch size that can be accommodated on a single device. This mostly limited by the memory capacity of the device.
+    """
+
+    total_train_batch_size: Annotated[
+        int, Meta(description='The total batch size for the training run.', ge=1)
+    ]
+    max_per_device_train_batch_size: Annotated[
+        int, Meta(description='The maximum training batch size per device.', ge=1)
+    ]
+    per_device_eval_batch_size: (
+        Annotated[
+            int,
+            Meta(
+                description='The maximum eval batch size per device, if not given, will use same as training batch size.',
+                ge=1,
+            ),
+        ]
+        | None
+    ) = None
+
+
+TrainingDataInput: TypeAlias = Annotated[
+    ConcatenationDataInput | WeightedMixDataInput,
+    Meta(
+        description='Where the training examples come from, chosen by `type`.',
+        title='TrainingDataInput',
+    ),
+]
+
+
+ValidationDataInput: TypeAlias = Annotated[
+    AutoSplitDataInput | ConcatenationDataInput | NoneDataInput,
+    Meta(
+        description='Where the validation examples come from, chosen by `type`.',
+        title='ValidationDataInput',
+    ),
+]
+
+
+PeftConfig: TypeAlias = Annotated[
+    NoPeftConfig | PretrainedPeftConfig | PromptTuningPeftConfig | MultitaskPromptTuningPeftConfig | PTuningPeftConfig | PrefixTuningPeftConfig | LoraPeftConfig | AdaloraPeftConfig | BoftPeftConfig | AdaptionPromptPeftConfig | Ia3PeftConfig | LohaPeftConfig | LokrPeftConfig | OftPeftConfig | PolyPeftConfig | LnTuningPeftConfig | VeraPeftConfig | FourierftPeftConfig | XloraPeftConfig | HraPeftConfig | VbloraPeftConfig,
+    Meta(
+        description='Adapter configuration, chosen by `peft_type`: no adapter, a pretrained adapter, or a new adapter of any PEFT type.',
+        title='PeftConfig',
+    ),
+]
+
+
+class RunConfig(Struct, kw_only=True):
+    """
+    Experiment running configuration.
+    """
+
+    model: (
+        Annotated[
+            str,
+            Meta(description='Local path (or HuggingFace ID) of the model to be fine-tuned. Normally this should be /local_resources/basemodel.', min_length=1),
+        ]
+        | UnsetType
+    ) = '/local_resources/basemodel'
+    model_args: (
+        Annotated[
+            ModelArguments,
+            Meta(
+                description='Keyword arguments for AutoModelForCausalLM.from_pretrained.'
+            ),
+        ]
+        | UnsetType
+    ) = field(default_factory=lambda: convert({},  type=ModelArguments))
+    tokenizer: (
+        Annotated[
+            str,
+            Meta(
+                description='Model HuggingFace ID, or path, or null to use the one associated with the model.'
+            ),
+        ]
+        | None
+    ) = None
+    use_fast_tokenizer: (
+        Annotated[
+            bool,
+            Meta(
+                description="Use the Fast version of the tokenizer. The 'slow' version may be compatible with more features."
+            ),
+        ]
+        | UnsetType
+    ) = True
+    resume_from_checkpoint: (
+        Annotated[
+            bool | str,
+            Meta(
+                description="Normally should be set to 'auto' to continue if a checkpoint exists. Can set to true to always try to continue, false to never try, or a path to load from a specific path."
+            ),
+        ]
+        | UnsetType
+    ) = False
+    final_checkpoint_name: (
+        Annotated[
+            str,
+            Meta(description='Name of final checkpoint (a folder inside output_dir). Should be left as default.', min_length=1, pattern='^[^/\\\\]+$'),
+        ]
+        | UnsetType
+    ) = 'checkpoint-final'
+
+
+QuantizationConfig: TypeAlias = Annotated[
+    BnBQuantizationConfig | NoQuantizationConfig,
+    Meta(
+        description='Quantization configuration, chosen by `quantization_type`.',
+        title='QuantizationConfig',
+    ),
+]
+
+
+class ChatTrainValidConfig(Struct, kw_only=True):
+    """
+    Training time data configuration.
+
+    Always defines some DataInput for training data and can include validation DataInput, though a trivial NoneDataInput is also allowed for the validation side. Additionally includes chat template and padding configurations, as those are part of the data input pipeline.
+    """
+
+    training_data: Annotated[
+        TrainingDataInput,
+        Meta(
+            description='The training data: a concatenation or a weighted mix of chat datasets.'
+        ),
+    ]
+    validation_data: Annotated[
+        ValidationDataInput,
+        Meta(
+            description='The validation data: an automatic split of the training data, its own datasets, or none.'
+        ),
+    ]
+    chat_template_name: (
+        Annotated[
+            ChatTemplateName,
+            Meta(description="The chat template rendered around every conversation; keep-original uses the tokenizer's own template."),
+        ]
+        | UnsetType
+    ) = 'mistral-with-system'
+    padding_side: (
+        Annotated[
+            Literal['right', 'left'],
+            Meta(description='Padding side, right is usually right.'),
+        ]
+        | UnsetType
+    ) = 'right'
+    missing_pad_token_strategy: (
+        Annotated[
+            MissingPadTokenStrategy,
+            Meta(description='See the MissingPadTokenStrategys for descriptions of the options.'),
+        ]
+        | UnsetType
+    ) = 'bos-repurpose'
+
+
+class FinetuningConfig(Struct, kw_only=True):
+    """
+    The structure of the finetuning configuration: one supervised finetuning (SFT) run. Additional properties are not allowed.
+    """
+
+    data_conf: Annotated[
+        ChatTrainValidConfig, Meta(description='The data input config.')
+    ]
+    training_args: Annotated[
+        SilogenTrainingArguments,
+        Meta(description='Transformer TrainingArguments with some restrictions.'),
+    ]
+    batchsize_conf: Annotated[
+        BatchsizeConfig, Meta(description='Batch size configuration.')
+    ]
+    peft_conf: Annotated[PeftConfig, Meta(description='Adapter configuration.')]
+    run_conf: Annotated[RunConfig, Meta(description='Model related configuration.')]
+    sft_args: Annotated[SFTArguments, Meta(description='SFT specific arguments.')]
+    field_schema: (
+        Annotated[
+            str,
+            Meta(
+                description='Path or URL of this JSON Schema, for editors. Ignored by ftrun.'
+            ),
+        ]
+        | UnsetType
+    ) = field(name='$schema', default=UNSET)
+    method: (
+        Annotated[
+            Literal['sft'],
+            Meta(description='The training method; ftconfig runs supervised finetuning.'),
+        ]
+        | UnsetType
+    ) = 'sft'
+    overrides: (
+        Annotated[
+            Overrides,
+            Meta(description='Override options to simplify the config interface.'),
+        ]
+        | UnsetType
+    ) = (
+        field(default_factory=lambda: convert({'num_train_epochs': None, 'lr_multiplier': 1.0, 'lr_batch_size_scaling': 'none'},  type=Overrides))
+    )
+    tracking: (
+        Annotated[
+            FinetuningTrackingConfig, Meta(description='MLFlow tracking configuration.')
+        ]
+        | None
+    ) = None
+    quant_conf: (
+        Annotated[QuantizationConfig, Meta(description='Quantization configuration.')]
+        | UnsetType
+    ) = (
+        field(default_factory=lambda: convert({'quantization_type': 'no-quantization'},  type=QuantizationConfig))
+    )

@@ -1,0 +1,71 @@
+"""User-facing errors: data, not strings, rendered once; torch-free so the validator can raise them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    """One problem: where it is (`$.a.b[1]` or `file.jsonl:17`), what is wrong, and what to do."""
+
+    location: str
+    message: str
+    hint: str | None = None
+
+    def render(self) -> str:
+        text = f"{self.location}: {self.message}" if self.location else self.message
+        return f"{text}. {self.hint}" if self.hint else text
+
+
+class UserError(Exception):
+    """A mistake in the user's config, data or command line. Exit code 2, no traceback."""
+
+    exit_code = 2
+    headline = "error"
+
+    def __init__(self, items: list[ErrorItem] | ErrorItem | str, *, source: str | None = None) -> None:
+        if isinstance(items, str):
+            items = [ErrorItem("", items)]
+        elif isinstance(items, ErrorItem):
+            items = [items]
+        self.items = list(items)
+        self.source = source
+        super().__init__(str(self))
+
+    def with_source(self, source: str) -> UserError:
+        """The same error, attributed to a file (keeps the first source given)."""
+        if self.source is None:
+            self.source = source
+        return self
+
+    def __str__(self) -> str:
+        where = f" in {self.source}" if self.source else ""
+        if len(self.items) == 1:
+            return f"{self.headline}{where}: {self.items[0].render()}"
+        lines = [f"{self.headline}{where}: {len(self.items)} problems"]
+        lines += [f"  - {item.render()}" for item in self.items]
+        return "\n".join(lines)
+
+
+class ConfigError(UserError):
+    """The config is invalid (schema, cross-field or preflight rule)."""
+
+    headline = "invalid config"
+
+
+class DataError(UserError):
+    """A data file is missing or malformed."""
+
+    headline = "invalid data"
+
+
+@contextlib.contextmanager
+def error_source(source: str) -> Iterator[None]:
+    """Attach a file name to any UserError raised inside (the httpx way of adding request context)."""
+    try:
+        yield
+    except UserError as exc:
+        raise exc.with_source(source) from exc.__cause__

@@ -1,0 +1,138 @@
+"""Load a config: parse (YAML 1.2 or JSON) -> apply --set -> validate (all errors) -> convert to structs.
+
+Every caller (ftschema validate, ftrun, tests) goes through `load_config_file` / `load_config`, so a config means
+the same thing everywhere. msgspec only ever sees documents jsonschema accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime._schema import config_validator
+from ftconfig.runtime._schema_errors import describe_errors
+
+if TYPE_CHECKING:
+    from ftconfig.generated.config import FinetuningConfig
+
+
+def _yaml_loader() -> Any:
+    from ruamel.yaml import YAML
+
+    loader = YAML(typ="safe", pure=True)
+    loader.version = (1, 2)
+    return loader
+
+
+def parse_value(text: str, *, name: str) -> Any:
+    """Parse YAML 1.2 (JSON is a subset); a syntax error becomes one line naming `name:line:column`."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return _yaml_loader().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ConfigError(ErrorItem(where, f"YAML syntax error: {problem}")) from None
+    except YAMLError as exc:
+        raise ConfigError(ErrorItem(name, f"YAML error: {exc}")) from None
+
+
+def parse_document(text: str, *, name: str) -> dict[str, Any]:
+    """Parse a whole config document and insist that it is a non-empty mapping."""
+    if name.endswith(".json"):
+        try:
+            document = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(ErrorItem(f"{name}:{exc.lineno}:{exc.colno}", f"JSON syntax error: {exc.msg}")) from None
+    else:
+        document = parse_value(text, name=name)
+    if document is None:
+        raise ConfigError(ErrorItem(name, "the file is empty; a config is a mapping of sections "
+                                          "(data_conf, training_args, ...)"))
+    if not isinstance(document, dict):
+        kind = "a list" if isinstance(document, list) else f"a single value ({type(document).__name__})"
+        raise ConfigError(ErrorItem(name, f"the document is {kind}; a config is a mapping of sections "
+                                          "(data_conf, training_args, ...)"))
+    return document
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """Read and parse a config file; a missing, unreadable or binary file is a ConfigError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(ErrorItem(str(path), "file not found")) from None
+    except IsADirectoryError:
+        raise ConfigError(ErrorItem(str(path), "is a directory, not a config file")) from None
+    except OSError as exc:
+        raise ConfigError(ErrorItem(str(path), f"cannot read the file ({exc.strerror})")) from None
+    if b"\x00" in raw:
+        raise ConfigError(ErrorItem(str(path), "is a binary file, not a YAML or JSON config"))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(ErrorItem(str(path), f"is not UTF-8 text (byte {exc.start})")) from None
+    return parse_document(text, name=str(path))
+
+
+def apply_set_overrides(document: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Apply `PATH=VALUE` assignments to a copy of the document; VALUE is parsed as YAML 1.2."""
+    result = copy.deepcopy(document)
+    for assignment in assignments:
+        path, sep, raw_value = assignment.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(ErrorItem(f"--set {assignment}", "expected PATH=VALUE with a dotted PATH",
+                                        "Example: --set training_args.learning_rate=1e-4"))
+        value = parse_value(raw_value, name=f"--set {path}")
+        target = result
+        for depth, key in enumerate(keys[:-1]):
+            child = target.setdefault(key, {})
+            if child is None:
+                child = target[key] = {}
+            if not isinstance(child, dict):
+                where = "$." + ".".join(keys[: depth + 1])
+                raise ConfigError(ErrorItem(f"--set {path}", f"{where} is not a mapping, so it has no key '{keys[depth + 1]}'"))
+            target = child
+        target[keys[-1]] = value
+    return result
+
+
+def validate_document(document: Any) -> None:
+    """Raise ConfigError with every schema violation (sorted by JSON path); return None when valid."""
+    errors = list(config_validator().iter_errors(document))
+    if errors:
+        raise ConfigError(describe_errors(errors))
+
+
+def load_config(document: dict[str, Any]) -> FinetuningConfig:
+    """Validate a parsed document and convert it into the generated structs (defaults filled in)."""
+    from ftconfig.generated.config import FinetuningConfig
+
+    validate_document(document)
+    try:
+        # strict=False gives JSON Schema number semantics (1.0 is a valid integer); jsonschema already ran.
+        return msgspec.convert(document, FinetuningConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise RuntimeError(
+            f"internal error: the schema accepted this config but the generated structs did not ({exc}). "
+            "Please report it: schema and generated code disagree."
+        ) from exc
+
+
+def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> FinetuningConfig:
+    """Read, override, validate and convert a config file: the one way every caller loads a config."""
+    document = apply_set_overrides(read_document(path), sets)
+    try:
+        return load_config(document)
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None

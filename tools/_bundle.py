@@ -1,0 +1,82 @@
+"""Write `generated/ftconfig.schema.json`: every schema file merged into one, with only local `$ref`s.
+
+Editors (VS Code, yaml-language-server) and CI tools get one file they can use as is, without resolving our
+cross-file references.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from ftconfig.runtime._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.tools._paths import BUNDLE_FILE
+
+BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"
+
+
+class BundleError(RuntimeError):
+    """Two schema files define the same `$defs` name."""
+
+
+def _definition_name(document: dict[str, Any]) -> str:
+    return str(document["title"])
+
+
+def _rewrite_refs(node: Any, file_names: dict[str, str]) -> Any:
+    """Point every `$ref` at the bundle's own `$defs`."""
+    if isinstance(node, list):
+        return [_rewrite_refs(item, file_names) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            target_file, _, fragment = value.partition("#")
+            if target_file:
+                if fragment:
+                    value = "#" + fragment
+                else:
+                    value = "#/$defs/" + file_names[target_file]
+            result[key] = value
+        else:
+            result[key] = _rewrite_refs(value, file_names)
+    return result
+
+
+def build_bundle() -> dict[str, Any]:
+    """The single-file schema, as a dict."""
+    documents = schema_documents()
+    # Files referenced as a whole (training_args) become one definition named after their title.
+    whole_files = {name: _definition_name(doc) for name, doc in documents.items() if "properties" in doc}
+    root = copy.deepcopy(documents[ROOT_SCHEMA_NAME])
+    definitions: dict[str, Any] = {}
+    for name, document in documents.items():
+        document = copy.deepcopy(document)
+        if name != ROOT_SCHEMA_NAME and name in whole_files:
+            body = {key: value for key, value in document.items() if key not in ("$schema", "$id", "$defs")}
+            definitions[whole_files[name]] = body
+        for def_name, definition in document.get("$defs", {}).items():
+            if def_name in definitions:
+                raise BundleError(f"$defs name {def_name!r} is defined twice (second time in {name})")
+            definitions[def_name] = definition
+    root.pop("$defs", None)
+    root["$id"] = BUNDLE_ID
+    root["$defs"] = dict(sorted(definitions.items()))
+    return _rewrite_refs(root, whole_files)
+
+
+def render_bundle() -> str:
+    return json.dumps(build_bundle(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_bundle(*, check: bool) -> bool:
+    """Write (or compare, with check) the bundle; return True when it is up to date."""
+    text = render_bundle()
+    current = BUNDLE_FILE.read_text(encoding="utf-8") if BUNDLE_FILE.exists() else None
+    if check:
+        return current == text
+    if current != text:
+        BUNDLE_FILE.write_text(text, encoding="utf-8")
+    return True
