@@ -1,0 +1,161 @@
+"""Resolution: the pure step from a validated config (+ world size) to the numbers a run really uses.
+
+Applied once, to copies: the loaded config is never changed, so loading and resolving twice gives the same run
+(the reference applied LR overrides at load time and compounded them on every reload).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ftconfig.runtime._errors import ConfigError, ErrorItem
+
+if TYPE_CHECKING:
+    from ftconfig.generated.config import FinetuningConfig
+
+logger = logging.getLogger("ftconfig")
+
+DEFAULT_OUTPUT_DIR = "checkpoints"
+
+
+class ResolvedRun(msgspec.Struct, kw_only=True, frozen=True):
+    """The values a run uses that the config does not state directly."""
+
+    world_size: int
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    per_device_eval_batch_size: int
+    learning_rate: float
+    num_train_epochs: float
+    max_steps: int
+    gradient_checkpointing: bool
+    use_cache: bool
+    output_dir: str
+
+
+def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) with world_size x per_device x accumulation == total.
+
+    The smallest accumulation whose product with the process count divides the total and brings the per-device
+    batch under the cap (the reference algorithm). Raises ConfigError when the processes do not divide the total.
+    """
+    if world_size < 1:
+        raise ConfigError(ErrorItem("--world-size", f"must be at least 1, got {world_size}"))
+    if total % world_size:
+        raise ConfigError(ErrorItem(
+            "$.batchsize_conf.total_train_batch_size",
+            f"{total} is not divisible by the number of processes ({world_size})",
+            f"Use a multiple of {world_size}, e.g. {math.ceil(total / world_size) * world_size}.",
+        ))
+    per_device, accumulation = total // world_size, 1
+    while per_device > max_per_device:
+        accumulation += 1
+        if total % (world_size * accumulation) == 0:
+            per_device = total // (world_size * accumulation)
+    return per_device, accumulation
+
+
+def resolve_learning_rate(config: FinetuningConfig) -> float:
+    """training_args.learning_rate x lr_multiplier, then scaled by sqrt or linear total batch size."""
+    overrides = config.overrides
+    learning_rate = config.training_args.learning_rate * overrides.lr_multiplier
+    total = config.batchsize_conf.total_train_batch_size
+    if overrides.lr_batch_size_scaling == "sqrt":
+        learning_rate *= math.sqrt(total)
+    elif overrides.lr_batch_size_scaling == "linear":
+        learning_rate *= total
+    return learning_rate
+
+
+def gradient_checkpointing_requested(config: FinetuningConfig) -> bool:
+    args = config.training_args
+    return bool(args.activation_checkpointing or args.gradient_checkpointing)
+
+
+def resolve_output_dir(config: FinetuningConfig) -> str:
+    """training_args.output_dir, else $CHECKPOINTS_PATH (the helm convention), else ./checkpoints."""
+    return config.training_args.output_dir or os.environ.get("CHECKPOINTS_PATH") or DEFAULT_OUTPUT_DIR
+
+
+def resolve_run(config: FinetuningConfig, *, world_size: int) -> ResolvedRun:
+    """Every derived value of a run, for a given number of processes."""
+    batch = config.batchsize_conf
+    per_device, accumulation = split_batch(
+        batch.total_train_batch_size, batch.max_per_device_train_batch_size, world_size
+    )
+    checkpointing = gradient_checkpointing_requested(config)
+    use_cache = config.run_conf.model_args.use_cache
+    if checkpointing and use_cache:
+        logger.warning("gradient checkpointing is on, so model use_cache is turned off (they are mutually exclusive)")
+        use_cache = False
+    epochs = config.overrides.num_train_epochs
+    return ResolvedRun(
+        world_size=world_size,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=batch.per_device_eval_batch_size or per_device,
+        learning_rate=resolve_learning_rate(config),
+        num_train_epochs=float(epochs if epochs is not None else config.training_args.num_train_epochs),
+        max_steps=config.training_args.max_steps,
+        gradient_checkpointing=checkpointing,
+        use_cache=use_cache,
+        output_dir=resolve_output_dir(config),
+    )
+
+
+def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> Any:
+    """Write the batch split into a DeepSpeed config given as an object or a JSON file path."""
+    if not deepspeed:
+        return deepspeed
+    if isinstance(deepspeed, str):
+        path = Path(deepspeed)
+        try:
+            deepspeed = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(ErrorItem("$.training_args.deepspeed", f"file not found: {path}")) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(ErrorItem("$.training_args.deepspeed", f"{path} is not valid JSON: {exc}")) from None
+    return {
+        **deepspeed,
+        "train_micro_batch_size_per_gpu": resolved.per_device_train_batch_size,
+        "gradient_accumulation_steps": resolved.gradient_accumulation_steps,
+        "train_batch_size": total,
+    }
+
+
+def training_arguments_kwargs(config: FinetuningConfig, resolved: ResolvedRun) -> dict[str, Any]:
+    """Keyword arguments for TRL's SFTConfig: the user's training_args with the resolved values written in.
+
+    Every training_args value is passed explicitly, so TRL's own differing defaults (bf16 and gradient
+    checkpointing on, learning rate 2e-5) never switch on behind the user's back.
+    """
+    kwargs: dict[str, Any] = msgspec.to_builtins(config.training_args)
+    kwargs.update(
+        output_dir=resolved.output_dir,
+        per_device_train_batch_size=resolved.per_device_train_batch_size,
+        gradient_accumulation_steps=resolved.gradient_accumulation_steps,
+        per_device_eval_batch_size=resolved.per_device_eval_batch_size,
+        learning_rate=resolved.learning_rate,
+        num_train_epochs=resolved.num_train_epochs,
+        deepspeed=_deepspeed_with_batch(
+            kwargs.get("deepspeed"), resolved, config.batchsize_conf.total_train_batch_size
+        ),
+        # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
+        max_length=config.sft_args.max_seq_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+    return kwargs
+
+
+def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun) -> Any:
+    """TRL SFTConfig for the run (imports TRL: training path only)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**training_arguments_kwargs(config, resolved))

@@ -1,0 +1,199 @@
+"""One run, top to bottom: resolve -> preflight -> tokenizer -> data -> model -> PEFT -> trainer -> train -> save.
+
+Everything that can be checked without model weights (batch split, resume target, output_dir, peft kwargs, model
+reference, training arguments, tokenizer, pad strategy, data) runs first, so a user mistake costs seconds and
+leaves nothing in output_dir. `prepare_run` is also the whole of `ftrun --dry-run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftconfig.runtime._checkpoints import guard_output_dir, resolve_resume
+from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime._resolve import ResolvedRun, resolve_run
+
+if TYPE_CHECKING:
+    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.runtime._data import PreparedData
+    from ftconfig.runtime._tokenizer import TokenizerSetup
+
+logger = logging.getLogger("ftconfig")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line adds to a config."""
+
+    num_preprocess_workers: int = 1
+    overwrite: bool = False
+    cache_dir: Path | None = None
+    mlflow_server_uri: str | None = None
+    experiment_name: str | None = None
+
+
+@dataclass
+class PreparedRun:
+    """A run checked and ready except for the model weights."""
+
+    config: FinetuningConfig
+    resolved: ResolvedRun
+    resume: str | bool
+    sft_config: Any
+    tokenizer: Any
+    setup: TokenizerSetup
+    data: PreparedData
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.resolved.output_dir)
+
+
+def process_world() -> tuple[int, int]:
+    """(world size, global rank) as torchrun / accelerate launch set them; (1, 0) for a plain process."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def _is_quantized(config: FinetuningConfig) -> bool:
+    from ftconfig.generated.config import BnBQuantizationConfig
+
+    return isinstance(config.quant_conf, BnBQuantizationConfig)
+
+
+def _check_combinations(config: FinetuningConfig) -> None:
+    """Cross-section rules the schema cannot state because they need library facts."""
+    from ftconfig.generated.config import NoPeftConfig
+
+    if _is_quantized(config) and isinstance(config.peft_conf, NoPeftConfig):
+        raise ConfigError(ErrorItem("$.peft_conf", "a quantized model cannot be trained without an adapter",
+                                    "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization."))
+
+
+@contextlib.contextmanager
+def _library_seam(location: str) -> Iterator[None]:
+    """Training-argument contradictions that transformers/TRL detect become config errors."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(ErrorItem(location, str(exc).strip().splitlines()[0])) from exc
+
+
+def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
+    """Resolve and preflight a run, load the tokenizer and prepare the data; loads no weights."""
+    from ftconfig.runtime._data import default_cache_dir, prepare_data
+    from ftconfig.runtime._model import check_model_reference
+    from ftconfig.runtime._peft import check_peft_kwargs
+    from ftconfig.runtime._resolve import build_sft_config
+    from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+
+    resolved = resolve_run(config, world_size=world_size)
+    output_dir = Path(resolved.output_dir)
+    resume = resolve_resume(config.run_conf.resume_from_checkpoint, output_dir)
+    guard_output_dir(output_dir, final_name=config.run_conf.final_checkpoint_name, resume=resume,
+                     overwrite=options.overwrite)
+    _check_combinations(config)
+    check_peft_kwargs(config.peft_conf)
+    check_model_reference(config.run_conf)
+    with _library_seam("$.training_args"):
+        sft_config = build_sft_config(config, resolved)
+    tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
+    check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
+    if config.sft_args.train_on_completions_only:
+        check_completions_only(tokenizer, setup)
+    # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache.
+    with sft_config.main_process_first(desc="data preparation"):
+        data = prepare_data(config, tokenizer, setup, num_proc=options.num_preprocess_workers,
+                            cache_dir=options.cache_dir or default_cache_dir())
+    return PreparedRun(config=config, resolved=resolved, resume=resume, sft_config=sft_config,
+                       tokenizer=tokenizer, setup=setup, data=data)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output_dir: Path
+    final_checkpoint: Path
+    metrics: dict[str, float]
+    log_history: list[dict[str, Any]]
+
+
+def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
+    """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
+    from ftconfig.generated.config import NoPeftConfig
+    from ftconfig.runtime._model import grow_embeddings, load_model, save_new_basemodel
+    from ftconfig.runtime._peft import apply_peft
+
+    config = run.config
+    model = load_model(config.run_conf, config.quant_conf, use_cache=run.resolved.use_cache)
+    modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
+    uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
+    if uses_adapter and run.setup.added_tokens > 0 and is_main:
+        # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
+        save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
+    return apply_peft(
+        model, config.peft_conf, quantized=_is_quantized(config),
+        gradient_checkpointing=run.resolved.gradient_checkpointing,
+        gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
+        if isinstance(config.training_args.gradient_checkpointing_kwargs, dict) else None,
+        modules_to_save=modules_to_save,
+    )
+
+
+def _report_resume(run: PreparedRun) -> None:
+    """On resume, say what differs from the run that wrote the checkpoint (the current config wins)."""
+    import json
+
+    from ftconfig.runtime._checkpoints import config_changes
+    from ftconfig.runtime._output import RESOLVED_CONFIG_NAME, resolved_config_document
+
+    previous_path = run.output_dir / RESOLVED_CONFIG_NAME
+    if not run.resume or not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    current = resolved_config_document(run.config, run.resolved)
+    changes = config_changes(previous.get("config", {}), current["config"])
+    changes += config_changes(previous.get("resolved", {}), current["resolved"], "$.resolved")
+    logger.info("resuming from %s", run.resume)
+    for line in changes:
+        logger.warning("changed since the checkpoint was written (the current value is used): %s", line)
+
+
+def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
+    """Run the training a config describes and save the final checkpoint; returns where it went."""
+    from trl import SFTTrainer
+
+    from ftconfig.runtime._collator import build_data_collator
+    from ftconfig.runtime._output import RESOLVED_CONFIG_NAME, replace_directory, resolved_config_document, \
+        write_json_atomic
+
+    world_size, rank = process_world()
+    is_main = rank == 0
+    run = prepare_run(config, options, world_size=world_size)
+    final_dir = run.output_dir / config.run_conf.final_checkpoint_name
+    partial_dir = final_dir.with_name(f".{final_dir.name}.partial")
+    if is_main:
+        shutil.rmtree(partial_dir, ignore_errors=True)  # left by a run killed while saving
+        _report_resume(run)
+    model = _load_and_adapt_model(run, is_main=is_main)
+    trainer = SFTTrainer(
+        model=model, args=run.sft_config, train_dataset=run.data.train, eval_dataset=run.data.validation,
+        processing_class=run.tokenizer, data_collator=build_data_collator(run.tokenizer, run.setup),
+    )
+    if is_main:
+        write_json_atomic(run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved))
+    output = trainer.train(resume_from_checkpoint=run.resume or None)
+    # Written beside the final checkpoint, then renamed: a crash never leaves a half-written checkpoint-final.
+    trainer.save_model(str(partial_dir))
+    if is_main:
+        trainer.save_state()
+        replace_directory(partial_dir, final_dir)
+    trainer.accelerator.wait_for_everyone()
+    return RunResult(output_dir=run.output_dir, final_checkpoint=final_dir, metrics=dict(output.metrics),
+                     log_history=list(trainer.state.log_history))

@@ -1,0 +1,62 @@
+"""Keep secrets out of everything ftconfig writes or logs: tokens and credentials in URIs become '<redacted>'."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+REDACTED = "<redacted>"
+# Config paths whose values are secrets outright.
+SECRET_PATHS = (
+    ("run_conf", "model_args", "token"),
+    ("training_args", "hub_token"),
+)
+# Config paths holding URIs that may carry user:password@ or ?token= credentials.
+URI_PATHS = (("tracking", "mlflow_server_uri"),)
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_QUERY_SECRET = re.compile(r"(?i)(?P<key>[?&](?:token|access_token|password|passwd|secret|api_key|key)=)[^&#\s]+")
+_SECRET_ENV = re.compile(r"(?i)(TOKEN|PASSWORD|PASSWD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL)")
+
+
+def redact_uri(uri: str) -> str:
+    """'https://user:pw@host/x?token=abc' -> 'https://<redacted>@host/x?token=<redacted>'."""
+    uri = _USERINFO.sub(lambda match: f"{match['scheme']}{REDACTED}@", uri)
+    return _QUERY_SECRET.sub(lambda match: f"{match['key']}{REDACTED}", uri)
+
+
+def redact_config(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config document (builtins) with every secret replaced; the result still validates."""
+    result = copy.deepcopy(document)
+    for path in SECRET_PATHS:
+        parent = _parent(result, path)
+        if parent is not None and parent.get(path[-1]):
+            parent[path[-1]] = REDACTED
+    for path in URI_PATHS:
+        parent = _parent(result, path)
+        if parent is not None and isinstance(parent.get(path[-1]), str):
+            parent[path[-1]] = redact_uri(parent[path[-1]])
+    return result
+
+
+def _parent(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    node: Any = document
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def secret_values(document: dict[str, Any], environ: dict[str, str]) -> list[str]:
+    """Every secret string in a config and the environment, for scrubbing free text such as log lines."""
+    values = []
+    for path in SECRET_PATHS:
+        parent = _parent(document, path)
+        if parent is not None and isinstance(parent.get(path[-1]), str):
+            values.append(parent[path[-1]])
+    for path in URI_PATHS:
+        parent = _parent(document, path)
+        uri = parent.get(path[-1]) if parent is not None else None
+        if isinstance(uri, str) and (match := _USERINFO.search(uri)):
+            values += [part for part in match["userinfo"].split(":") if part]
+    values += [value for key, value in environ.items() if _SECRET_ENV.search(key) and len(value) >= 6]
+    return sorted({value for value in values if value}, key=len, reverse=True)
