@@ -360,7 +360,7 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             bool,
             Meta(
-                description='Enable activation checkpointing to trade compute for memory. Reduces memory at the cost of ~20%% slower training.'
+                description='Enable activation checkpointing to trade compute for memory. Reduces memory at the cost of ~20% slower training.'
             ),
         ]
         | None
@@ -423,7 +423,7 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             bool,
             Meta(
-                description='Enable Liger Kernel optimizations. Increases throughput by ~20%% and reduces memory by ~60%%.'
+                description='Enable Liger Kernel optimizations. Increases throughput by ~20% and reduces memory by ~60%.'
             ),
         ]
         | UnsetType
@@ -459,7 +459,7 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10%% slower performance. If None, cache will not be emptied.'
+                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.'
             ),
         ]
         | None

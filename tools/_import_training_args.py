@@ -146,6 +146,7 @@ def _property(field: dataclasses.Field[Any]) -> dict[str, Any]:
             # Tells datamodel-code-generator (--strict-nullable) to emit `= None` instead of UNSET.
             prop["nullable"] = True
     help_text = " ".join(str(field.metadata.get("help") or field.name.replace("_", " ")).split())
+    help_text = help_text.replace("%%", "%")  # argparse escaping in transformers' help strings
     prop["description"] = help_text + DESCRIPTION_NOTES.get(field.name, "")
     return prop
 
