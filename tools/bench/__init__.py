@@ -1,0 +1,1 @@
+"""Benchmarks that print side-by-side tables (run them; timed tests would be noise on a shared machine)."""
