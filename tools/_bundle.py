@@ -45,6 +45,23 @@ def _rewrite_refs(node: Any, file_names: dict[str, str]) -> Any:
     return result
 
 
+def _null_first(node: Any) -> Any:
+    """List "null" first in nullable type lists whose default is null.
+
+    Same meaning; it works around yaml-language-server 2.0.0, whose completion crashes (and silently returns a
+    partial list) on `{"type": ["string", "null"], "default": null}` inside an object property.
+    """
+    if isinstance(node, list):
+        return [_null_first(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _null_first(value) for key, value in node.items()}
+    types = result.get("type")
+    if isinstance(types, list) and "null" in types and "default" in result and result["default"] is None:
+        result["type"] = ["null", *[name for name in types if name != "null"]]
+    return result
+
+
 def build_bundle() -> dict[str, Any]:
     """The single-file schema, as a dict."""
     documents = schema_documents()
@@ -64,7 +81,7 @@ def build_bundle() -> dict[str, Any]:
     root.pop("$defs", None)
     root["$id"] = BUNDLE_ID
     root["$defs"] = dict(sorted(definitions.items()))
-    return _rewrite_refs(root, whole_files)
+    return _null_first(_rewrite_refs(root, whole_files))
 
 
 def render_bundle() -> str:
