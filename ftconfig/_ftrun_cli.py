@@ -14,25 +14,45 @@ from ftconfig.runtime._errors import UserError
 
 def _configure_logging(rank: int) -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="ftrun: %(message)s" if rank == 0 else f"ftrun[{rank}]: %(message)s")
+    logging.basicConfig(
+        level=level, format="ftrun: %(message)s" if rank == 0 else f"ftrun[{rank}]: %(message)s"
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-              help="Change one config value before validation (dotted PATH, YAML VALUE). Repeatable.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Change one config value before validation (dotted PATH, YAML VALUE). Repeatable.",
+)
 @click.option("--dry-run", is_flag=True, help="Load tokenizer and data, print the plan, load no weights.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as one JSON object.")
 @click.option("--world-size", type=click.IntRange(min=1), help="With --dry-run: plan for N processes.")
 @click.option("--mlflow-server-uri", help="Track the run in this MLflow server (wins over the config).")
 @click.option("--experiment-name", help="MLflow experiment name (wins over the config).")
-@click.option("--num-preprocess-workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes for data preparation.")
+@click.option(
+    "--num-preprocess-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes for data preparation.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in output_dir instead of refusing.")
 @click.version_option(package_name="ftconfig")
-def cli(config_path: Path, sets: tuple[str, ...], dry_run: bool, as_json: bool, world_size: int | None,
-        mlflow_server_uri: str | None, experiment_name: str | None, num_preprocess_workers: int,
-        overwrite: bool) -> None:
+def cli(
+    config_path: Path,
+    sets: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    world_size: int | None,
+    mlflow_server_uri: str | None,
+    experiment_name: str | None,
+    num_preprocess_workers: int,
+    overwrite: bool,
+) -> None:
     """Train the supervised finetuning run described by CONFIG (YAML or JSON)."""
     from ftconfig.runtime._load import load_config_file
     from ftconfig.runtime._run import RunOptions, process_world
@@ -41,12 +61,19 @@ def cli(config_path: Path, sets: tuple[str, ...], dry_run: bool, as_json: bool, 
         raise click.BadParameter("--json only goes with --dry-run", param_hint="--json")
     env_world, rank = process_world()
     if world_size is not None and not dry_run:
-        raise click.BadParameter("--world-size only goes with --dry-run; a launcher (torchrun, accelerate) "
-                                 "sets the number of processes of a real run", param_hint="--world-size")
+        raise click.BadParameter(
+            "--world-size only goes with --dry-run; a launcher (torchrun, accelerate) "
+            "sets the number of processes of a real run",
+            param_hint="--world-size",
+        )
     _configure_logging(rank)
     config = load_config_file(config_path, sets)
-    options = RunOptions(num_preprocess_workers=num_preprocess_workers, overwrite=overwrite,
-                         mlflow_server_uri=mlflow_server_uri, experiment_name=experiment_name)
+    options = RunOptions(
+        num_preprocess_workers=num_preprocess_workers,
+        overwrite=overwrite,
+        mlflow_server_uri=mlflow_server_uri,
+        experiment_name=experiment_name,
+    )
     if dry_run:
         from ftconfig.runtime._plan import build_plan, render_plan
         from ftconfig.runtime._run import prepare_run
@@ -76,6 +103,8 @@ def main() -> None:
         click.echo(str(error), err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
-        click.echo("ftrun: interrupted; no checkpoint-final was written (resume with resume_from_checkpoint: auto)",
-                   err=True)
+        click.echo(
+            "ftrun: interrupted; no checkpoint-final was written (resume with resume_from_checkpoint: auto)",
+            err=True,
+        )
         sys.exit(130)

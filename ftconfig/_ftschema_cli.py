@@ -99,9 +99,13 @@ def check() -> None:
 
 
 @cli.command()
-@click.argument("path", required=False, default="ftconfig.yaml", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "path", required=False, default="ftconfig.yaml", type=click.Path(path_type=Path, dir_okay=False)
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@click.option("--schema-ref", help="Path or URL of the schema to name in the modeline (default: the installed bundle).")
+@click.option(
+    "--schema-ref", help="Path or URL of the schema to name in the modeline (default: the installed bundle)."
+)
 def init(path: Path, force: bool, schema_ref: str | None) -> None:
     """Write a commented starter config (default ftconfig.yaml) that names the schema."""
     from ftconfig.tools._starter import render_starter

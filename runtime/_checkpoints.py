@@ -16,8 +16,11 @@ def numbered_checkpoints(output_dir: Path) -> list[Path]:
     """checkpoint-<N> folders, oldest first (checkpoint-final and checkpoint-new-basemodel do not count)."""
     if not output_dir.is_dir():
         return []
-    found = [(int(match[1]), path) for path in output_dir.iterdir()
-             if path.is_dir() and (match := CHECKPOINT_NAME.match(path.name))]
+    found = [
+        (int(match[1]), path)
+        for path in output_dir.iterdir()
+        if path.is_dir() and (match := CHECKPOINT_NAME.match(path.name))
+    ]
     return [path for _, path in sorted(found)]
 
 
@@ -38,14 +41,23 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
     if setting is True or setting == "auto":
         newest = newest_checkpoint(output_dir)
         if newest is None and setting is True:
-            raise ConfigError(ErrorItem(location, f"is true, but {output_dir} holds no checkpoint-<N> folder",
-                                        "Use 'auto' to resume only when a checkpoint exists."))
+            raise ConfigError(
+                ErrorItem(
+                    location,
+                    f"is true, but {output_dir} holds no checkpoint-<N> folder",
+                    "Use 'auto' to resume only when a checkpoint exists.",
+                )
+            )
         return str(newest) if newest else False
     path = Path(setting)
     if not (path / "trainer_state.json").is_file():
-        raise ConfigError(ErrorItem(location, f"{setting!r} is not a trainer checkpoint folder "
-                                              "(no trainer_state.json)",
-                                    "Give true, false, 'auto' or the path of a checkpoint-<N> folder."))
+        raise ConfigError(
+            ErrorItem(
+                location,
+                f"{setting!r} is not a trainer checkpoint folder (no trainer_state.json)",
+                "Give true, false, 'auto' or the path of a checkpoint-<N> folder.",
+            )
+        )
     return str(path)
 
 
@@ -57,12 +69,14 @@ def guard_output_dir(output_dir: Path, *, final_name: str, resume: str | bool, o
     if (output_dir / final_name).exists():
         earlier.append(final_name)
     if earlier:
-        raise ConfigError(ErrorItem(
-            "$.training_args.output_dir",
-            f"{output_dir} already holds a run ({', '.join(sorted(earlier))})",
-            "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
-            "or pass --overwrite to replace it.",
-        ))
+        raise ConfigError(
+            ErrorItem(
+                "$.training_args.output_dir",
+                f"{output_dir} already holds a run ({', '.join(sorted(earlier))})",
+                "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
+                "or pass --overwrite to replace it.",
+            )
+        )
 
 
 def config_changes(previous: dict[str, Any], current: dict[str, Any], prefix: str = "$") -> list[str]:

@@ -51,16 +51,25 @@ def parse_document(text: str, *, name: str) -> dict[str, Any]:
         try:
             document = json.loads(text) if text.strip() else None
         except json.JSONDecodeError as exc:
-            raise ConfigError(ErrorItem(f"{name}:{exc.lineno}:{exc.colno}", f"JSON syntax error: {exc.msg}")) from None
+            raise ConfigError(
+                ErrorItem(f"{name}:{exc.lineno}:{exc.colno}", f"JSON syntax error: {exc.msg}")
+            ) from None
     else:
         document = parse_value(text, name=name)
     if document is None:
-        raise ConfigError(ErrorItem(name, "the file is empty; a config is a mapping of sections "
-                                          "(data_conf, training_args, ...)"))
+        raise ConfigError(
+            ErrorItem(
+                name, "the file is empty; a config is a mapping of sections (data_conf, training_args, ...)"
+            )
+        )
     if not isinstance(document, dict):
         kind = "a list" if isinstance(document, list) else f"a single value ({type(document).__name__})"
-        raise ConfigError(ErrorItem(name, f"the document is {kind}; a config is a mapping of sections "
-                                          "(data_conf, training_args, ...)"))
+        raise ConfigError(
+            ErrorItem(
+                name,
+                f"the document is {kind}; a config is a mapping of sections (data_conf, training_args, ...)",
+            )
+        )
     return document
 
 
@@ -91,8 +100,13 @@ def apply_set_overrides(document: dict[str, Any], assignments: Sequence[str]) ->
         path, sep, raw_value = assignment.partition("=")
         keys = path.strip().split(".")
         if not sep or not all(keys):
-            raise ConfigError(ErrorItem(f"--set {assignment}", "expected PATH=VALUE with a dotted PATH",
-                                        "Example: --set training_args.learning_rate=1e-4"))
+            raise ConfigError(
+                ErrorItem(
+                    f"--set {assignment}",
+                    "expected PATH=VALUE with a dotted PATH",
+                    "Example: --set training_args.learning_rate=1e-4",
+                )
+            )
         value = parse_value(raw_value, name=f"--set {path}")
         target = result
         for depth, key in enumerate(keys[:-1]):
@@ -101,7 +115,11 @@ def apply_set_overrides(document: dict[str, Any], assignments: Sequence[str]) ->
                 child = target[key] = {}
             if not isinstance(child, dict):
                 where = "$." + ".".join(keys[: depth + 1])
-                raise ConfigError(ErrorItem(f"--set {path}", f"{where} is not a mapping, so it has no key '{keys[depth + 1]}'"))
+                raise ConfigError(
+                    ErrorItem(
+                        f"--set {path}", f"{where} is not a mapping, so it has no key '{keys[depth + 1]}'"
+                    )
+                )
             target = child
         target[keys[-1]] = value
     return result

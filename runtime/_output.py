@@ -19,8 +19,18 @@ if TYPE_CHECKING:
     from ftconfig.runtime._resolve import ResolvedRun
 
 RESOLVED_CONFIG_NAME = "resolved_config.json"
-LIBRARIES = ("ftconfig", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets",
-             "tokenizers", "mlflow")
+LIBRARIES = (
+    "ftconfig",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "mlflow",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -49,8 +59,9 @@ def resolved_config_document(config: FinetuningConfig, resolved: ResolvedRun) ->
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON next to its destination and rename it into place: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, encoding="utf-8") as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as handle:
         json.dump(document, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
         temporary = Path(handle.name)

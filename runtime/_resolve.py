@@ -49,11 +49,13 @@ def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, 
     if world_size < 1:
         raise ConfigError(ErrorItem("--world-size", f"must be at least 1, got {world_size}"))
     if total % world_size:
-        raise ConfigError(ErrorItem(
-            "$.batchsize_conf.total_train_batch_size",
-            f"{total} is not divisible by the number of processes ({world_size})",
-            f"Use a multiple of {world_size}, e.g. {math.ceil(total / world_size) * world_size}.",
-        ))
+        raise ConfigError(
+            ErrorItem(
+                "$.batchsize_conf.total_train_batch_size",
+                f"{total} is not divisible by the number of processes ({world_size})",
+                f"Use a multiple of {world_size}, e.g. {math.ceil(total / world_size) * world_size}.",
+            )
+        )
     per_device, accumulation = total // world_size, 1
     while per_device > max_per_device:
         accumulation += 1
@@ -93,7 +95,9 @@ def resolve_run(config: FinetuningConfig, *, world_size: int) -> ResolvedRun:
     checkpointing = gradient_checkpointing_requested(config)
     use_cache = config.run_conf.model_args.use_cache
     if checkpointing and use_cache:
-        logger.warning("gradient checkpointing is on, so model use_cache is turned off (they are mutually exclusive)")
+        logger.warning(
+            "gradient checkpointing is on, so model use_cache is turned off (they are mutually exclusive)"
+        )
         use_cache = False
     epochs = config.overrides.num_train_epochs
     return ResolvedRun(
@@ -121,7 +125,9 @@ def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> 
         except FileNotFoundError:
             raise ConfigError(ErrorItem("$.training_args.deepspeed", f"file not found: {path}")) from None
         except json.JSONDecodeError as exc:
-            raise ConfigError(ErrorItem("$.training_args.deepspeed", f"{path} is not valid JSON: {exc}")) from None
+            raise ConfigError(
+                ErrorItem("$.training_args.deepspeed", f"{path} is not valid JSON: {exc}")
+            ) from None
     return {
         **deepspeed,
         "train_micro_batch_size_per_gpu": resolved.per_device_train_batch_size,

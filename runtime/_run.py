@@ -73,8 +73,13 @@ def _check_combinations(config: FinetuningConfig) -> None:
     from ftconfig.generated.config import NoPeftConfig
 
     if _is_quantized(config) and isinstance(config.peft_conf, NoPeftConfig):
-        raise ConfigError(ErrorItem("$.peft_conf", "a quantized model cannot be trained without an adapter",
-                                    "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization."))
+        raise ConfigError(
+            ErrorItem(
+                "$.peft_conf",
+                "a quantized model cannot be trained without an adapter",
+                "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -97,8 +102,12 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     resolved = resolve_run(config, world_size=world_size)
     output_dir = Path(resolved.output_dir)
     resume = resolve_resume(config.run_conf.resume_from_checkpoint, output_dir)
-    guard_output_dir(output_dir, final_name=config.run_conf.final_checkpoint_name, resume=resume,
-                     overwrite=options.overwrite)
+    guard_output_dir(
+        output_dir,
+        final_name=config.run_conf.final_checkpoint_name,
+        resume=resume,
+        overwrite=options.overwrite,
+    )
     _check_combinations(config)
     check_peft_kwargs(config.peft_conf)
     check_model_reference(config.run_conf)
@@ -110,10 +119,22 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         check_completions_only(tokenizer, setup)
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache.
     with sft_config.main_process_first(desc="data preparation"):
-        data = prepare_data(config, tokenizer, setup, num_proc=options.num_preprocess_workers,
-                            cache_dir=options.cache_dir or default_cache_dir())
-    return PreparedRun(config=config, resolved=resolved, resume=resume, sft_config=sft_config,
-                       tokenizer=tokenizer, setup=setup, data=data)
+        data = prepare_data(
+            config,
+            tokenizer,
+            setup,
+            num_proc=options.num_preprocess_workers,
+            cache_dir=options.cache_dir or default_cache_dir(),
+        )
+    return PreparedRun(
+        config=config,
+        resolved=resolved,
+        resume=resume,
+        sft_config=sft_config,
+        tokenizer=tokenizer,
+        setup=setup,
+        data=data,
+    )
 
 
 @dataclass(frozen=True)
@@ -138,10 +159,13 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
         save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
     return apply_peft(
-        model, config.peft_conf, quantized=_is_quantized(config),
+        model,
+        config.peft_conf,
+        quantized=_is_quantized(config),
         gradient_checkpointing=run.resolved.gradient_checkpointing,
         gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
-        if isinstance(config.training_args.gradient_checkpointing_kwargs, dict) else None,
+        if isinstance(config.training_args.gradient_checkpointing_kwargs, dict)
+        else None,
         modules_to_save=modules_to_save,
     )
 
@@ -170,8 +194,12 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     from trl import SFTTrainer
 
     from ftconfig.runtime._collator import build_data_collator
-    from ftconfig.runtime._output import RESOLVED_CONFIG_NAME, replace_directory, resolved_config_document, \
-        write_json_atomic
+    from ftconfig.runtime._output import (
+        RESOLVED_CONFIG_NAME,
+        replace_directory,
+        resolved_config_document,
+        write_json_atomic,
+    )
 
     world_size, rank = process_world()
     is_main = rank == 0
@@ -183,11 +211,17 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         _report_resume(run)
     model = _load_and_adapt_model(run, is_main=is_main)
     trainer = SFTTrainer(
-        model=model, args=run.sft_config, train_dataset=run.data.train, eval_dataset=run.data.validation,
-        processing_class=run.tokenizer, data_collator=build_data_collator(run.tokenizer, run.setup),
+        model=model,
+        args=run.sft_config,
+        train_dataset=run.data.train,
+        eval_dataset=run.data.validation,
+        processing_class=run.tokenizer,
+        data_collator=build_data_collator(run.tokenizer, run.setup),
     )
     if is_main:
-        write_json_atomic(run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved))
+        write_json_atomic(
+            run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
+        )
     output = trainer.train(resume_from_checkpoint=run.resume or None)
     # Written beside the final checkpoint, then renamed: a crash never leaves a half-written checkpoint-final.
     trainer.save_model(str(partial_dir))
@@ -195,5 +229,9 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         trainer.save_state()
         replace_directory(partial_dir, final_dir)
     trainer.accelerator.wait_for_everyone()
-    return RunResult(output_dir=run.output_dir, final_checkpoint=final_dir, metrics=dict(output.metrics),
-                     log_history=list(trainer.state.log_history))
+    return RunResult(
+        output_dir=run.output_dir,
+        final_checkpoint=final_dir,
+        metrics=dict(output.metrics),
+        log_history=list(trainer.state.log_history),
+    )

@@ -111,7 +111,9 @@ def _union_items(error: ValidationError) -> list[ErrorItem]:
     branches = _branch_errors(error)
     matched = [errs for errs in branches.values() if not any(_is_tag_mismatch(sub) for sub in errs)]
     # A branch that fails only because the value is not an object of that shape is not a match either.
-    matched = [errs for errs in matched if not all(sub.validator == "type" and not sub.relative_path for sub in errs)]
+    matched = [
+        errs for errs in matched if not all(sub.validator == "type" and not sub.relative_path for sub in errs)
+    ]
     if len(matched) == 1:
         return describe_errors(matched[0])
     return [_tag_item(error, branches)]
@@ -176,20 +178,35 @@ def _single_item(error: ValidationError) -> list[ErrorItem]:
     if kind == "enum":
         values = [str(option) for option in expected if option is not None]
         hint = suggest(str(value), values) if isinstance(value, str) else None
-        return [ErrorItem(location, f"{describe_value(value)} is not allowed",
-                          (hint + " " if hint else "") + "Valid values: " + ", ".join(values) + ".")]
+        return [
+            ErrorItem(
+                location,
+                f"{describe_value(value)} is not allowed",
+                (hint + " " if hint else "") + "Valid values: " + ", ".join(values) + ".",
+            )
+        ]
     if kind == "const":
-        return [ErrorItem(location, f"{describe_value(value)} is not allowed; the only valid value is {expected!r}")]
+        return [
+            ErrorItem(
+                location, f"{describe_value(value)} is not allowed; the only valid value is {expected!r}"
+            )
+        ]
     bounds = {
-        "minimum": "at least", "maximum": "at most",
-        "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than",
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "greater than",
+        "exclusiveMaximum": "less than",
     }
     if kind in bounds:
         return [ErrorItem(location, f"must be {bounds[kind]} {expected}, got {value!r}")]
     if kind == "minItems":
         return [ErrorItem(location, f"needs at least {expected} item{'s' if expected != 1 else ''}")]
     if kind == "minLength":
-        return [ErrorItem(location, "must not be empty" if expected == 1 else f"must be at least {expected} characters")]
+        return [
+            ErrorItem(
+                location, "must not be empty" if expected == 1 else f"must be at least {expected} characters"
+            )
+        ]
     if kind == "pattern":
         return [ErrorItem(location, f"{describe_value(value)} does not have the expected form")]
     return [ErrorItem(location, error.message)]

@@ -15,7 +15,9 @@ SECRET_PATHS = (
 # Config paths holding URIs that may carry user:password@ or ?token= credentials.
 URI_PATHS = (("tracking", "mlflow_server_uri"),)
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-_QUERY_SECRET = re.compile(r"(?i)(?P<key>[?&](?:token|access_token|password|passwd|secret|api_key|key)=)[^&#\s]+")
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<key>[?&](?:token|access_token|password|passwd|secret|api_key|key)=)[^&#\s]+"
+)
 _SECRET_ENV = re.compile(r"(?i)(TOKEN|PASSWORD|PASSWD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL)")
 
 

@@ -60,9 +60,15 @@ def test_training_args_schema_has_every_transformers_field_but_the_batch_fields(
     from transformers import TrainingArguments
 
     properties = schema_documents()["training_args.schema.json"]["properties"]
-    expected = {f.name for f in dataclasses.fields(TrainingArguments) if f.init and not f.name.startswith("_")}
-    expected -= {"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "resume_from_checkpoint"}
+    expected = {
+        f.name for f in dataclasses.fields(TrainingArguments) if f.init and not f.name.startswith("_")
+    }
+    expected -= {
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "resume_from_checkpoint",
+    }
     assert set(properties) == expected
     assert properties["learning_rate"]["default"] == 5e-05
     assert "cosine" in properties["lr_scheduler_type"]["enum"]
@@ -99,8 +105,12 @@ def test_msgspec_rejects_what_jsonschema_rejects_for_typed_fields() -> None:
 
 
 def test_unions_are_tagged_structs() -> None:
-    for alias in (generated.PeftConfig, generated.QuantizationConfig, generated.TrainingDataInput,
-                  generated.ValidationDataInput):
+    for alias in (
+        generated.PeftConfig,
+        generated.QuantizationConfig,
+        generated.TrainingDataInput,
+        generated.ValidationDataInput,
+    ):
         members = alias.__origin__.__args__ if hasattr(alias, "__origin__") else alias.__args__
         for member in getattr(members[0], "__args__", members):
             assert member.__struct_config__.tag is not None, member
@@ -122,13 +132,29 @@ def test_validator_path_imports_no_heavy_library(tmp_path: Path) -> None:
 
 def test_runtime_exports_only_the_light_public_surface() -> None:
     assert set(ftconfig.runtime.__all__) == {
-        "ConfigError", "DataError", "ErrorItem", "UserError", "load_config", "load_config_file",
-        "parse_document", "validate_document",
+        "ConfigError",
+        "DataError",
+        "ErrorItem",
+        "UserError",
+        "load_config",
+        "load_config_file",
+        "parse_document",
+        "validate_document",
     }
 
 
 def test_generated_bundle_is_valid_json_with_the_seed_top_level_order() -> None:
     bundle = json.loads(Path(generated.__file__).with_name("ftconfig.schema.json").read_text())
     keys = [key for key in bundle["properties"] if key != "$schema"]
-    assert keys == ["method", "data_conf", "training_args", "overrides", "batchsize_conf", "peft_conf",
-                    "run_conf", "tracking", "quant_conf", "sft_args"]
+    assert keys == [
+        "method",
+        "data_conf",
+        "training_args",
+        "overrides",
+        "batchsize_conf",
+        "peft_conf",
+        "run_conf",
+        "tracking",
+        "quant_conf",
+        "sft_args",
+    ]

@@ -15,23 +15,39 @@ from tests.test_schema_validation import base_document
 
 # (total, max per device, processes) -> (per device, accumulation): the reference's tested table and more.
 SPLITS = [
-    ((8, 4, 1), (4, 2)), ((8, 4, 2), (4, 1)), ((8, 4, 4), (2, 1)), ((8, 4, 8), (1, 1)), ((8, 8, 1), (8, 1)),
-    ((8, 8, 8), (1, 1)), ((8, 10, 8), (1, 1)), ((8, 10, 2), (4, 1)), ((8, 10, 1), (8, 1)), ((8, 3, 2), (2, 2)),
-    ((512, 4, 1), (4, 128)), ((7, 2, 1), (1, 7)), ((12, 5, 1), (4, 3)), ((12, 5, 2), (3, 2)),
+    ((8, 4, 1), (4, 2)),
+    ((8, 4, 2), (4, 1)),
+    ((8, 4, 4), (2, 1)),
+    ((8, 4, 8), (1, 1)),
+    ((8, 8, 1), (8, 1)),
+    ((8, 8, 8), (1, 1)),
+    ((8, 10, 8), (1, 1)),
+    ((8, 10, 2), (4, 1)),
+    ((8, 10, 1), (8, 1)),
+    ((8, 3, 2), (2, 2)),
+    ((512, 4, 1), (4, 128)),
+    ((7, 2, 1), (1, 7)),
+    ((12, 5, 1), (4, 3)),
+    ((12, 5, 2), (3, 2)),
 ]
 
 
 @pytest.mark.parametrize(("given", "expected"), SPLITS, ids=[str(given) for given, _ in SPLITS])
-def test_batch_split_matches_the_reference_table(given: tuple[int, int, int], expected: tuple[int, int]) -> None:
+def test_batch_split_matches_the_reference_table(
+    given: tuple[int, int, int], expected: tuple[int, int]
+) -> None:
     total, max_per_device, processes = given
     per_device, accumulation = split_batch(total, max_per_device, processes)
     assert (per_device, accumulation) == expected
     assert processes * per_device * accumulation == total
 
 
-@pytest.mark.parametrize(("total", "max_per_device", "processes"), [(8, 4, 10), (8, 10, 10), (1, 10, 2), (8, 4, 3)])
-def test_batch_split_refuses_a_total_the_processes_do_not_divide(total: int, max_per_device: int,
-                                                                 processes: int) -> None:
+@pytest.mark.parametrize(
+    ("total", "max_per_device", "processes"), [(8, 4, 10), (8, 10, 10), (1, 10, 2), (8, 4, 3)]
+)
+def test_batch_split_refuses_a_total_the_processes_do_not_divide(
+    total: int, max_per_device: int, processes: int
+) -> None:
     with pytest.raises(ConfigError) as caught:
         split_batch(total, max_per_device, processes)
     assert caught.value.items[0].location == "$.batchsize_conf.total_train_batch_size"
@@ -45,15 +61,20 @@ def config_with(**sections: dict) -> object:
 
 
 def test_lr_multiplier_then_sqrt_scaling_worked_example() -> None:
-    config = config_with(training_args={"learning_rate": 1e-5},
-                         overrides={"lr_multiplier": 0.5, "lr_batch_size_scaling": "sqrt"},
-                         batchsize_conf={"total_train_batch_size": 64, "max_per_device_train_batch_size": 4})
+    config = config_with(
+        training_args={"learning_rate": 1e-5},
+        overrides={"lr_multiplier": 0.5, "lr_batch_size_scaling": "sqrt"},
+        batchsize_conf={"total_train_batch_size": 64, "max_per_device_train_batch_size": 4},
+    )
     assert resolve_run(config, world_size=1).learning_rate == pytest.approx(4e-5)
 
 
 def test_linear_scaling_multiplies_by_the_total_batch() -> None:
-    config = config_with(training_args={"learning_rate": 1e-6}, overrides={"lr_batch_size_scaling": "linear"},
-                         batchsize_conf={"total_train_batch_size": 512, "max_per_device_train_batch_size": 4})
+    config = config_with(
+        training_args={"learning_rate": 1e-6},
+        overrides={"lr_batch_size_scaling": "linear"},
+        batchsize_conf={"total_train_batch_size": 512, "max_per_device_train_batch_size": 4},
+    )
     assert resolve_run(config, world_size=1).learning_rate == pytest.approx(512e-6)
 
 
@@ -108,8 +129,10 @@ def test_sft_config_gets_no_silent_cpu_defaults(tmp_path: Path) -> None:
 def test_deepspeed_file_gets_the_batch_split(tmp_path: Path) -> None:
     path = tmp_path / "ds.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}))
-    config = config_with(training_args={"deepspeed": str(path)},
-                         batchsize_conf={"total_train_batch_size": 64, "max_per_device_train_batch_size": 4})
+    config = config_with(
+        training_args={"deepspeed": str(path)},
+        batchsize_conf={"total_train_batch_size": 64, "max_per_device_train_batch_size": 4},
+    )
     kwargs = training_arguments_kwargs(config, resolve_run(config, world_size=2))
     deepspeed = kwargs["deepspeed"]
     assert deepspeed["zero_optimization"] == {"stage": 2}

@@ -41,46 +41,94 @@ DELETE = object()
 INVALID_CASES = [
     ("training_args.learnin_rate", 1e-4, "$.training_args.learnin_rate", "learning_rate"),
     ("training_args.learning_rate", "high", "$.training_args.learning_rate", "number"),
-    ("training_args.per_device_train_batch_size", 4, "$.training_args.per_device_train_batch_size",
-     "batchsize_conf"),
-    ("training_args.gradient_accumulation_steps", 2, "$.training_args.gradient_accumulation_steps",
-     "batchsize_conf"),
+    (
+        "training_args.per_device_train_batch_size",
+        4,
+        "$.training_args.per_device_train_batch_size",
+        "batchsize_conf",
+    ),
+    (
+        "training_args.gradient_accumulation_steps",
+        2,
+        "$.training_args.gradient_accumulation_steps",
+        "batchsize_conf",
+    ),
     ("training_args.warmup_ratio", 0.1, "$.training_args.warmup_ratio", "warmup_steps"),
     ("training_args.evaluation_strategy", "steps", "$.training_args.evaluation_strategy", "eval_strategy"),
     ("training_args.lr_scheduler_type", "cosine_wrong", "$.training_args.lr_scheduler_type", "cosine"),
     ("batchsize_conf.total_train_batch_size", 0, "$.batchsize_conf.total_train_batch_size", "at least 1"),
-    ("batchsize_conf.max_per_device_train_batch_size", 2.5, "$.batchsize_conf.max_per_device_train_batch_size",
-     "integer"),
+    (
+        "batchsize_conf.max_per_device_train_batch_size",
+        2.5,
+        "$.batchsize_conf.max_per_device_train_batch_size",
+        "integer",
+    ),
     ("batchsize_conf.total_train_batch_size", DELETE, "$.batchsize_conf.total_train_batch_size", "missing"),
     ("data_conf.chat_template_name", "chat-mll", "$.data_conf.chat_template_name", "chat-ml"),
     ("data_conf.padding_side", "top", "$.data_conf.padding_side", "left"),
-    ("data_conf.missing_pad_token_strategy", "pad", "$.data_conf.missing_pad_token_strategy", "bos-repurpose"),
-    ("data_conf.validation_data", {"type": "AUTO_SPLIT", "ratio": 1.5}, "$.data_conf.validation_data.ratio",
-     "less than 1"),
-    ("data_conf.validation_data", {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": [{"path": "a"}]},
-     "$.data_conf.validation_data.type", "AUTO_SPLIT"),
-    ("data_conf.training_data", {"type": "CONCATENATION", "datasets": []}, "$.data_conf.training_data.datasets",
-     "at least 1"),
-    ("data_conf.training_data", {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": [{"path": "a",
-                                                                                   "sampling_weight": -1}]},
-     "$.data_conf.training_data.datasets[0].sampling_weight", "at least 0"),
-    ("data_conf.training_data", {"type": "CONCATENATION", "datasets": [{"paht": "a"}]},
-     "$.data_conf.training_data.datasets[0].paht", "path"),
+    (
+        "data_conf.missing_pad_token_strategy",
+        "pad",
+        "$.data_conf.missing_pad_token_strategy",
+        "bos-repurpose",
+    ),
+    (
+        "data_conf.validation_data",
+        {"type": "AUTO_SPLIT", "ratio": 1.5},
+        "$.data_conf.validation_data.ratio",
+        "less than 1",
+    ),
+    (
+        "data_conf.validation_data",
+        {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": [{"path": "a"}]},
+        "$.data_conf.validation_data.type",
+        "AUTO_SPLIT",
+    ),
+    (
+        "data_conf.training_data",
+        {"type": "CONCATENATION", "datasets": []},
+        "$.data_conf.training_data.datasets",
+        "at least 1",
+    ),
+    (
+        "data_conf.training_data",
+        {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": [{"path": "a", "sampling_weight": -1}]},
+        "$.data_conf.training_data.datasets[0].sampling_weight",
+        "at least 0",
+    ),
+    (
+        "data_conf.training_data",
+        {"type": "CONCATENATION", "datasets": [{"paht": "a"}]},
+        "$.data_conf.training_data.datasets[0].paht",
+        "path",
+    ),
     ("data_conf.training_data", {"datasets": [{"path": "a"}]}, "$.data_conf.training_data", "type"),
     ("peft_conf", {"peft_type": "LORAX"}, "$.peft_conf.peft_type", "LORA"),
     ("peft_conf", {"peft_type": "LORA", "rank": 8}, "$.peft_conf.rank", "unknown key"),
     ("peft_conf", {"peft_type": "LORA", "peft_kwargs": "r=8"}, "$.peft_conf.peft_kwargs", "mapping"),
     ("peft_conf", {"peft_type": "PRETRAINED_PEFT"}, "$.peft_conf.name_or_path", "missing"),
-    ("quant_conf", {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "load_in_8bit": True},
-     "$.quant_conf.load_in_8bit", "both"),
+    (
+        "quant_conf",
+        {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "load_in_8bit": True},
+        "$.quant_conf.load_in_8bit",
+        "both",
+    ),
     ("quant_conf", {"quantization_type": "bits-and-bytes"}, "$.quant_conf.load_in_4bit", "load_in_4bit"),
-    ("quant_conf", {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf8"},
-     "$.quant_conf.bnb_4bit_quant_type", "nf4"),
+    (
+        "quant_conf",
+        {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf8"},
+        "$.quant_conf.bnb_4bit_quant_type",
+        "nf4",
+    ),
     ("run_conf.model_args", {"torch_dtype": "fp8"}, "$.run_conf.model_args.torch_dtype", "bfloat16"),
     ("run_conf.final_checkpoint_name", "a/b", "$.run_conf.final_checkpoint_name", "form"),
     ("tracking", {"mlflow_server_uri": "http://x"}, "$.tracking.experiment_name", "missing"),
-    ("tracking", {"mlflow_server_uri": "http://x", "experiment_name": "e", "hf_mlflow_log_artifacts": "maybe"},
-     "$.tracking.hf_mlflow_log_artifacts", "form"),
+    (
+        "tracking",
+        {"mlflow_server_uri": "http://x", "experiment_name": "e", "hf_mlflow_log_artifacts": "maybe"},
+        "$.tracking.hf_mlflow_log_artifacts",
+        "form",
+    ),
     ("overrides", {"num_train_epochs": 2}, "$.training_args.max_steps", None),
     ("overrides", {"lr_multiplier": 0}, "$.overrides.lr_multiplier", "greater than 0"),
     ("overrides", {"lr_batch_size_scaling": "cubic"}, "$.overrides.lr_batch_size_scaling", "sqrt"),
@@ -91,9 +139,14 @@ INVALID_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "location", "word"), INVALID_CASES,
-                         ids=[f"{case[0]}={case[1]!r}"[:60] for case in INVALID_CASES])
-def test_invalid_config_fails_at_its_json_path(path: str, value: Any, location: str | None, word: str | None) -> None:
+@pytest.mark.parametrize(
+    ("path", "value", "location", "word"),
+    INVALID_CASES,
+    ids=[f"{case[0]}={case[1]!r}"[:60] for case in INVALID_CASES],
+)
+def test_invalid_config_fails_at_its_json_path(
+    path: str, value: Any, location: str | None, word: str | None
+) -> None:
     document = with_change(path, value)
     if path == "overrides":
         document["training_args"]["max_steps"] = 10
@@ -163,13 +216,16 @@ def test_a_string_number_is_not_coerced() -> None:
 
 
 def test_set_overrides_parse_yaml_values_and_create_missing_objects() -> None:
-    document = apply_set_overrides(base_document(), [
-        "training_args.learning_rate=3e-4",
-        'peft_conf={"peft_type": "NO_PEFT"}',
-        "tracking.mlflow_server_uri=http://127.0.0.1:5000",
-        "tracking.experiment_name=exp",
-        "sft_args.train_on_completions_only=true",
-    ])
+    document = apply_set_overrides(
+        base_document(),
+        [
+            "training_args.learning_rate=3e-4",
+            'peft_conf={"peft_type": "NO_PEFT"}',
+            "tracking.mlflow_server_uri=http://127.0.0.1:5000",
+            "tracking.experiment_name=exp",
+            "sft_args.train_on_completions_only=true",
+        ],
+    )
     config = load_config(document)
     assert config.training_args.learning_rate == pytest.approx(3e-4)
     assert variant_tag(config.peft_conf) == "NO_PEFT"
@@ -183,13 +239,16 @@ def test_set_without_equals_sign_is_a_config_error() -> None:
         apply_set_overrides(base_document(), ["training_args.learning_rate"])
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "empty"),
-    ("- a\n- b\n", "list"),
-    ("just a string\n", "single value"),
-    ("a: [1,\n", "YAML syntax error"),
-    ("a: 1\na: 2\n", "a"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("- a\n- b\n", "list"),
+        ("just a string\n", "single value"),
+        ("a: [1,\n", "YAML syntax error"),
+        ("a: 1\na: 2\n", "a"),
+    ],
+)
 def test_unusable_documents_get_one_line_messages(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(content)
@@ -203,8 +262,9 @@ def test_unusable_documents_get_one_line_messages(tmp_path: Path, content: str, 
 def test_validate_reports_every_file_and_exits_2_if_any_is_invalid(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("data_conf: 1\n")
-    result = CliRunner().invoke(cli, ["validate", str(EXAMPLES / "minimal.yaml"), str(tmp_path / "missing.yaml"),
-                                      str(bad)])
+    result = CliRunner().invoke(
+        cli, ["validate", str(EXAMPLES / "minimal.yaml"), str(tmp_path / "missing.yaml"), str(bad)]
+    )
     assert result.exit_code == 2
     assert "minimal.yaml: valid" in result.output
     assert "missing.yaml: file not found" in result.output

@@ -35,10 +35,7 @@ def _rewrite_refs(node: Any, file_names: dict[str, str]) -> Any:
         if key == "$ref" and isinstance(value, str):
             target_file, _, fragment = value.partition("#")
             if target_file:
-                if fragment:
-                    value = "#" + fragment
-                else:
-                    value = "#/$defs/" + file_names[target_file]
+                value = "#" + fragment if fragment else "#/$defs/" + file_names[target_file]
             result[key] = value
         else:
             result[key] = _rewrite_refs(value, file_names)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from ftconfig.runtime._errors import UserError
 from ftconfig.tools._paths import DOCS_DIR, EXAMPLES_DIR, SCHEMA_DIR
@@ -51,7 +50,9 @@ def run_all_checks(echo: Callable[[str], None]) -> int:
         report(True, "schema files are valid draft 2020-12")
     except SchemaError as exc:
         report(False, f"schema files: {exc.message}")
-    report(import_training_args(SCHEMA_DIR, check=True), "training_args schema matches installed transformers")
+    report(
+        import_training_args(SCHEMA_DIR, check=True), "training_args schema matches installed transformers"
+    )
     report(gen_code(check=True), "generated/config.py is fresh")
     report(write_bundle(check=True), "generated/ftconfig.schema.json is fresh")
     report(write_docs(check=True), "docs/config.md is fresh")

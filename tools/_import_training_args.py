@@ -111,8 +111,11 @@ def _union(args: tuple[Any, ...]) -> dict[str, Any]:
     if len(parts) == 2 and {"type": "null"} in parts:
         other = next(part for part in parts if part != {"type": "null"})
         if "enum" in other:
-            return {**other, "enum": [*other["enum"], None], "type": [other["type"], "null"]} \
-                if "type" in other else {**other, "enum": [*other["enum"], None]}
+            return (
+                {**other, "enum": [*other["enum"], None], "type": [other["type"], "null"]}
+                if "type" in other
+                else {**other, "enum": [*other["enum"], None]}
+            )
     return {"anyOf": parts}
 
 

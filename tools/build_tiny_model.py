@@ -30,10 +30,26 @@ OWN_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
 )
 CAPITALS = {
-    "France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Finland": "Helsinki", "Sweden": "Stockholm",
-    "Norway": "Oslo", "Germany": "Berlin", "Poland": "Warsaw", "Austria": "Vienna", "Greece": "Athens",
-    "Portugal": "Lisbon", "Ireland": "Dublin", "Japan": "Tokyo", "Egypt": "Cairo", "Peru": "Lima",
-    "Kenya": "Nairobi", "Canada": "Ottawa", "Chile": "Santiago", "Cuba": "Havana", "Iceland": "Reykjavik",
+    "France": "Paris",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Finland": "Helsinki",
+    "Sweden": "Stockholm",
+    "Norway": "Oslo",
+    "Germany": "Berlin",
+    "Poland": "Warsaw",
+    "Austria": "Vienna",
+    "Greece": "Athens",
+    "Portugal": "Lisbon",
+    "Ireland": "Dublin",
+    "Japan": "Tokyo",
+    "Egypt": "Cairo",
+    "Peru": "Lima",
+    "Kenya": "Nairobi",
+    "Canada": "Ottawa",
+    "Chile": "Santiago",
+    "Cuba": "Havana",
+    "Iceland": "Reykjavik",
 }
 COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple", "brown", "grey"]
 
@@ -83,8 +99,18 @@ def _training_texts(datasets: dict[str, list[dict[str, Any]]]) -> list[str]:
     for rows in datasets.values():
         for row in rows:
             texts += [f"{message['role']}\n{message['content']}" for message in row["messages"]]
-    markers = ["### User:", "### Assistant:", "### System:", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>",
-               "system", "user", "assistant"]
+    markers = [
+        "### User:",
+        "### Assistant:",
+        "### System:",
+        "[INST]",
+        "[/INST]",
+        "<<SYS>>",
+        "<</SYS>>",
+        "system",
+        "user",
+        "assistant",
+    ]
     return texts + markers * 20
 
 
@@ -96,7 +122,9 @@ def build_tokenizer(texts: list[str]) -> Any:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator(texts, trainer)
@@ -105,8 +133,12 @@ def build_tokenizer(texts: list[str]) -> Any:
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        chat_template=OWN_CHAT_TEMPLATE, model_max_length=512,
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        chat_template=OWN_CHAT_TEMPLATE,
+        model_max_length=512,
     )
 
 
@@ -116,10 +148,18 @@ def build_model(tokenizer: Any) -> Any:
 
     torch.manual_seed(SEED)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
-        tie_word_embeddings=True, dtype="float32",
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+        tie_word_embeddings=True,
+        dtype="float32",
     )
     return LlamaForCausalLM(config)
 

@@ -42,13 +42,22 @@ def main() -> None:
     config = str(EXAMPLES_DIR / "seed-shaped.yaml")
     rows = [
         ("python -c pass (interpreter floor)", [sys.executable, "-c", "pass"], None),
-        ("ftschema validate seed-shaped.yaml", [_script("ftschema"), "validate", "-q", config], VALIDATE_TARGET_S),
-        ("ftrun --dry-run quickstart.yaml", [_script("ftrun"), str(EXAMPLES_DIR / "quickstart.yaml"), "--dry-run",
-                                             "--json"], None),
+        (
+            "ftschema validate seed-shaped.yaml",
+            [_script("ftschema"), "validate", "-q", config],
+            VALIDATE_TARGET_S,
+        ),
+        (
+            "ftrun --dry-run quickstart.yaml",
+            [_script("ftrun"), str(EXAMPLES_DIR / "quickstart.yaml"), "--dry-run", "--json"],
+            None,
+        ),
     ]
     print(f"{'command':<40} {'median s':>9} {'best s':>8} {'target s':>9} {'median/target':>14}")
     for label, command, target in rows:
-        times = _wall_times(command, args.runs if target is not None or "pass" in label else max(2, args.runs // 3))
+        times = _wall_times(
+            command, args.runs if target is not None or "pass" in label else max(2, args.runs // 3)
+        )
         median = statistics.median(times)
         ratio = f"{median / target:.2f}" if target else "-"
         print(f"{label:<40} {median:>9.3f} {min(times):>8.3f} {target or '-':>9} {ratio:>14}")
