@@ -1,0 +1,363 @@
+"""Prepare training and validation data: read, mix, tokenise each source example once, filter, split."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+
+from ftconfig.generated.config import (
+    AutoSplitDataInput,
+    ConcatenationDataInput,
+    FinetuningConfig,
+    NoneDataInput,
+    WeightedMixDataInput,
+)
+from ftconfig.runtime._encode import encode_conversations
+from ftconfig.runtime._errors import ConfigError, DataError, ErrorItem
+from ftconfig.runtime._prepare_cache import (
+    cache_key,
+    default_cache_dir,
+    load_prepared,
+    store_prepared,
+    tokenizer_fingerprint,
+)
+from ftconfig.runtime._records import Conversation, read_conversations, read_file_bytes
+
+if TYPE_CHECKING:
+    from ftconfig.runtime._tokenizer import TokenizerSetup
+
+__all__ = ["PreparedData", "default_cache_dir", "prepare_data"]
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS = ["input_ids", "labels", "length"]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Tokenised datasets (columns `input_ids`, `labels`, `length`) and the counts a dry run reports."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset | None
+    dropped_train: int
+    dropped_validation: int
+    train_tokens: int
+    cache_hit: bool
+    source_counts: dict[str, int]  # training examples drawn from each data file (as written in the config)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One `datasets[i]` item of the config: the file it names, where it is in the config, its weight."""
+
+    path: str
+    location: str
+    weight: float = 1.0
+
+
+@dataclass
+class _Sources:
+    """Each distinct data file once, conversations end to end: a global id is (file offset + row)."""
+
+    names: list[str]
+    offsets: np.ndarray
+    sizes: np.ndarray
+    conversations: list[Conversation]
+
+    def ids(self, path: str) -> np.ndarray:
+        index = self.names.index(path)
+        return np.arange(self.offsets[index], self.offsets[index] + self.sizes[index], dtype=np.int64)
+
+
+def prepare_data(
+    config: FinetuningConfig,
+    tokenizer: Any,
+    setup: TokenizerSetup,
+    *,
+    num_proc: int = 1,
+    cache_dir: Path | None,
+) -> PreparedData:
+    """Build the training and validation datasets the config describes, or load them from the cache.
+
+    Rank logic stays with the caller: run this on the main process first, then on the others (they hit the
+    cache).
+    `cache_dir=None` disables caching.
+    """
+    data_conf, sft_args = config.data_conf, config.sft_args
+    training = _training_entries(data_conf.training_data)
+    validation = _validation_entries(data_conf.validation_data)
+    raw = _read_files([*training, *validation])
+    key = cache_key(
+        files=[(path, hashlib.sha256(content).hexdigest()) for path, content in raw.items()],
+        data_conf=data_conf,
+        sft_args=sft_args,
+        tokenizer_digest=tokenizer_fingerprint(tokenizer, setup),
+    )
+    if cache_dir is not None and (stored := load_prepared(cache_dir, key)) is not None:
+        splits, meta = stored
+        logger.info("prepared data loaded from the cache %s", cache_dir / key)
+        return PreparedData(
+            train=splits["train"],
+            validation=splits.get("validation"),
+            dropped_train=meta["dropped_train"],
+            dropped_validation=meta["dropped_validation"],
+            train_tokens=meta["train_tokens"],
+            cache_hit=True,
+            source_counts=meta["source_counts"],
+        )
+    prepared = _prepare(config, tokenizer, setup, training, validation, raw, num_proc=num_proc, key=key)
+    if cache_dir is not None:
+        splits = {"train": prepared.train}
+        if prepared.validation is not None:
+            splits["validation"] = prepared.validation
+        meta = {
+            "dropped_train": prepared.dropped_train,
+            "dropped_validation": prepared.dropped_validation,
+            "train_tokens": prepared.train_tokens,
+            "source_counts": prepared.source_counts,
+        }
+        store_prepared(cache_dir, key, splits, meta)
+    return prepared
+
+
+def _training_entries(training_data: ConcatenationDataInput | WeightedMixDataInput) -> list[_Entry]:
+    """The training files in config order; weight-0 files of a weighted mix are skipped (never read)."""
+    where = "$.data_conf.training_data.datasets"
+    if isinstance(training_data, ConcatenationDataInput):
+        return [_Entry(item.path, f"{where}[{i}].path") for i, item in enumerate(training_data.datasets)]
+    entries = [
+        _Entry(item.path, f"{where}[{i}].path", float(item.sampling_weight))
+        for i, item in enumerate(training_data.datasets)
+        if item.sampling_weight != 0.0
+    ]
+    if not entries:
+        raise ConfigError(
+            ErrorItem(
+                where,
+                "every dataset has sampling_weight 0, so nothing would be sampled",
+                "Give at least one dataset a positive sampling_weight",
+            )
+        )
+    return entries
+
+
+def _validation_entries(validation_data: Any) -> list[_Entry]:
+    if isinstance(validation_data, ConcatenationDataInput):
+        where = "$.data_conf.validation_data.datasets"
+        return [_Entry(item.path, f"{where}[{i}].path") for i, item in enumerate(validation_data.datasets)]
+    return []
+
+
+def _read_files(entries: list[_Entry]) -> dict[str, bytes]:
+    """The bytes of each distinct file (in first-use order); every missing file is reported at once."""
+    raw: dict[str, bytes] = {}
+    problems: list[ErrorItem] = []
+    for entry in entries:
+        if entry.path in raw:
+            continue
+        try:
+            raw[entry.path] = read_file_bytes(Path(entry.path), location=entry.location, shown=entry.path)
+        except DataError as exc:
+            problems += exc.items
+    if problems:
+        raise DataError(problems)
+    return raw
+
+
+def _parse_files(raw: dict[str, bytes]) -> _Sources:
+    """Decode every file, collecting the bad rows of all files into one DataError."""
+    conversations: list[Conversation] = []
+    sizes: list[int] = []
+    problems: list[ErrorItem] = []
+    for path, content in raw.items():
+        try:
+            rows = read_conversations(content, name=path)
+        except DataError as exc:
+            problems += exc.items
+            rows = []
+        conversations += rows
+        sizes.append(len(rows))
+    if problems:
+        raise DataError(problems)
+    size_array = np.asarray(sizes, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(size_array)[:-1]]).astype(np.int64)
+    return _Sources(list(raw), offsets, size_array, conversations)
+
+
+def _prepare(
+    config: FinetuningConfig,
+    tokenizer: Any,
+    setup: TokenizerSetup,
+    training: list[_Entry],
+    validation: list[_Entry],
+    raw: dict[str, bytes],
+    *,
+    num_proc: int,
+    key: str,
+) -> PreparedData:
+    data_conf, max_length = config.data_conf, int(config.sft_args.max_seq_length)
+    sources = _parse_files(raw)
+    encoded = _tokenise(
+        sources.conversations,
+        tokenizer,
+        setup,
+        completions_only=bool(config.sft_args.train_on_completions_only),
+        num_proc=num_proc,
+        fingerprint=key,
+    )
+    lengths = _column(encoded, "length")
+
+    training_data = data_conf.training_data
+    if isinstance(training_data, WeightedMixDataInput):
+        train_ids = _weighted_mix(training, sources, seed=int(training_data.seed))
+    else:
+        train_ids = np.concatenate([sources.ids(entry.path) for entry in training])
+    train_ids, dropped_train = _length_filter(train_ids, lengths, max_length, what="training")
+
+    validation_ids: np.ndarray | None = None
+    dropped_validation = 0
+    validation_data = data_conf.validation_data
+    if isinstance(validation_data, AutoSplitDataInput):
+        train_ids, validation_ids = _auto_split(
+            train_ids, ratio=float(validation_data.ratio), seed=int(validation_data.seed)
+        )
+    elif isinstance(validation_data, ConcatenationDataInput):
+        validation_ids = np.concatenate([sources.ids(entry.path) for entry in validation])
+        validation_ids, dropped_validation = _length_filter(
+            validation_ids, lengths, max_length, what="validation"
+        )
+    else:
+        assert isinstance(validation_data, NoneDataInput)
+    if validation_ids is not None:
+        # Longest first: batches of similar length, and an out-of-memory shows up at the first evaluation.
+        validation_ids = validation_ids[np.argsort(-lengths[validation_ids], kind="stable")]
+
+    file_of = np.searchsorted(sources.offsets, train_ids, side="right") - 1
+    counts = np.bincount(file_of, minlength=len(sources.names))
+    used = {entry.path for entry in training}
+    return PreparedData(
+        train=_select(encoded, train_ids),
+        validation=None if validation_ids is None else _select(encoded, validation_ids),
+        dropped_train=dropped_train,
+        dropped_validation=dropped_validation,
+        train_tokens=int(lengths[train_ids].sum()),
+        cache_hit=False,
+        source_counts={
+            name: int(count) for name, count in zip(sources.names, counts, strict=True) if name in used
+        },
+    )
+
+
+def _encode_batch(
+    batch: dict[str, list[Any]], tokenizer: Any, setup: TokenizerSetup, completions_only: bool
+) -> dict[str, list[Any]]:
+    """`Dataset.map` worker (top level, so it pickles for num_proc > 1)."""
+    encoded = encode_conversations(tokenizer, setup, batch["messages"], completions_only=completions_only)
+    return {
+        "input_ids": encoded["input_ids"],
+        "labels": encoded["labels"],
+        "length": [len(ids) for ids in encoded["input_ids"]],
+    }
+
+
+def _tokenise(
+    conversations: list[Conversation],
+    tokenizer: Any,
+    setup: TokenizerSetup,
+    *,
+    completions_only: bool,
+    num_proc: int,
+    fingerprint: str,
+) -> datasets.Dataset:
+    """Tokenise every distinct source example once; mixes and splits then only move indices around."""
+    table = datasets.Dataset.from_dict({"messages": conversations})
+    workers = max(1, min(num_proc, len(table)))
+    return table.map(
+        _encode_batch,
+        batched=True,
+        num_proc=workers if workers > 1 else None,
+        remove_columns=["messages"],
+        fn_kwargs={"tokenizer": tokenizer, "setup": setup, "completions_only": completions_only},
+        # Our cache key already names the result; this spares datasets from hashing the tokenizer.
+        new_fingerprint=fingerprint,
+        desc="Tokenising conversations",
+    )
+
+
+def _weighted_mix(entries: list[_Entry], sources: _Sources, *, seed: int) -> np.ndarray:
+    """Interleave the source ids with `datasets.interleave_datasets` (all exhausted, seeded).
+
+    Every weight exactly 1.0 means round robin (no probabilities); otherwise the weights are normalised.
+    """
+    weights = [entry.weight for entry in entries]
+    probabilities = None if all(w == 1.0 for w in weights) else [w / sum(weights) for w in weights]
+    parts = [datasets.Dataset.from_dict({"id": sources.ids(entry.path)}) for entry in entries]
+    mixed = datasets.interleave_datasets(
+        parts, probabilities=probabilities, seed=seed, stopping_strategy="all_exhausted"
+    )
+    return _column(mixed, "id")
+
+
+def _length_filter(
+    ids: np.ndarray, lengths: np.ndarray, max_length: int, *, what: str
+) -> tuple[np.ndarray, int]:
+    """Keep examples with length <= max_seq_length (special tokens counted); all dropped is a DataError."""
+    keep = lengths[ids] <= max_length
+    dropped = int(ids.size - keep.sum())
+    if dropped == ids.size:
+        shortest, longest = int(lengths[ids].min()), int(lengths[ids].max())
+        raise DataError(
+            ErrorItem(
+                "$.sft_args.max_seq_length",
+                f"all {ids.size} {what} examples are longer than max_seq_length {max_length} "
+                f"(shortest {shortest} tokens, longest {longest})",
+                f"Raise sft_args.max_seq_length to at least {shortest}, or shorten the conversations",
+            )
+        )
+    if dropped:
+        logger.warning(
+            "dropped %d of %d %s examples longer than max_seq_length %d", dropped, ids.size, what, max_length
+        )
+    return ids[keep], dropped
+
+
+def _auto_split(train_ids: np.ndarray, *, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the distinct source examples, so that a duplicated (oversampled) example stays on one side.
+
+    Validation = ceil(ratio x distinct) sources, chosen like `datasets.train_test_split` (a numpy
+    default_rng(seed) permutation); training = the mixed rows whose source is not in validation, in mix order.
+    """
+    _, first = np.unique(train_ids, return_index=True)
+    distinct = train_ids[np.sort(first)]
+    # The ratio as written (0.7 is 7/10), so that float rounding never adds an example: ceil(0.7 * 10) == 7.
+    size = math.ceil(Fraction(repr(ratio)) * distinct.size)
+    if size >= distinct.size:
+        raise DataError(
+            ErrorItem(
+                "$.data_conf.validation_data.ratio",
+                f"an auto split with ratio {ratio} of {distinct.size} distinct training examples leaves no "
+                "training example",
+                "Lower the ratio or add training data",
+            )
+        )
+    permutation = np.random.default_rng(seed).permutation(distinct.size)
+    validation_ids = distinct[permutation[:size]]
+    return train_ids[~np.isin(train_ids, validation_ids)], validation_ids
+
+
+def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
+    """One integer column as an array, read as a single slice (iterating a Column goes row by row: slow)."""
+    return np.asarray(dataset.with_format("numpy", columns=[name])[:][name], dtype=np.int64)
+
+
+def _select(encoded: datasets.Dataset, ids: np.ndarray) -> datasets.Dataset:
+    """Rows by source id; an indices mapping (no copy), which `save_to_disk` flattens when caching."""
+    return encoded.select(ids).select_columns(_COLUMNS)
