@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from ftconfig.runtime._load import load_config, parse_document
 from ftconfig.runtime._schema import ROOT_SCHEMA_NAME, schema_documents
 from ftconfig.tools import _gen_docs
