@@ -93,12 +93,7 @@ def _library_seam(location: str) -> Iterator[None]:
 
 def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
     """Resolve and preflight a run, load the tokenizer and prepare the data; loads no weights."""
-    from ftconfig.runtime._data import default_cache_dir, prepare_data
-    from ftconfig.runtime._model import check_model_reference
-    from ftconfig.runtime._peft import check_peft_kwargs
-    from ftconfig.runtime._resolve import build_sft_config
-    from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
-
+    # The cheap checks first, before the heavy libraries are even imported.
     resolved = resolve_run(config, world_size=world_size)
     output_dir = Path(resolved.output_dir)
     resume = resolve_resume(config.run_conf.resume_from_checkpoint, output_dir)
@@ -109,6 +104,13 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         overwrite=options.overwrite,
     )
     _check_combinations(config)
+
+    from ftconfig.runtime._data import default_cache_dir, prepare_data
+    from ftconfig.runtime._model import check_model_reference
+    from ftconfig.runtime._peft import check_peft_kwargs
+    from ftconfig.runtime._resolve import build_sft_config
+    from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+
     check_peft_kwargs(config.peft_conf)
     check_model_reference(config.run_conf)
     with _library_seam("$.training_args"):
