@@ -1,0 +1,257 @@
+"""peft_conf → PEFT: check peft_kwargs before any model loads, build the peft config, wrap the model."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import peft
+from peft import PeftModel, PeftType, get_peft_model, prepare_model_for_kbit_training
+from transformers import PreTrainedModel
+
+from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig
+from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime._schema_errors import describe_value, suggest
+
+__all__ = [
+    "apply_peft",
+    "build_peft_config",
+    "check_adapter_reference",
+    "check_peft_kwargs",
+    "peft_config_class",
+]
+
+logger = logging.getLogger(__name__)
+
+KWARGS = "$.peft_conf.peft_kwargs"
+ADAPTER = "$.peft_conf.name_or_path"
+# Set by peft_conf itself (peft_type, task_type) or by peft (bookkeeping), never through peft_kwargs.
+_NOT_KWARGS = {
+    "peft_type": "it is peft_conf.peft_type",
+    "task_type": "it is peft_conf.task_type",
+    "auto_mapping": "peft sets it",
+    "peft_version": "peft sets it",
+    "base_model_name_or_path": "peft sets it from the model",
+    "inference_mode": "ftconfig trains the adapter",
+}
+
+
+def peft_config_class(peft_type: str) -> type[peft.PeftConfig]:
+    """peft's config dataclass for a peft_type name (`LORA` → LoraConfig)."""
+    cls: type[peft.PeftConfig] = peft.PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(peft_type)]
+    return cls
+
+
+def _peft_type(peft_conf: Any) -> str:
+    """The peft_type of a config variant: msgspec keeps a tag on the struct class, not on the instance."""
+    tag: str = type(peft_conf).__struct_config__.tag
+    return tag
+
+
+def _field_types(cls: type[peft.PeftConfig]) -> dict[str, Any]:
+    """Constructor fields of a peft config class and their annotations (None where unresolvable)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a forward reference peft cannot resolve: check names only
+        hints = {}
+    return {field.name: hints.get(field.name) for field in dataclasses.fields(cls) if field.init}
+
+
+def _mentions_literal(annotation: Any) -> bool:
+    """Literals in peft annotations can be incomplete ("pissa_niter_[number of iters]"), so skip them."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return True
+    return any(_mentions_literal(arg) for arg in typing.get_args(annotation))
+
+
+def _type_problem(value: Any, annotation: Any) -> str | None:
+    """Why value does not fit a field's annotation (no coercion); None if it fits or cannot be told."""
+    if annotation is None or _mentions_literal(annotation):
+        return None
+    try:
+        msgspec.convert(value, annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    except (
+        TypeError
+    ):  # an annotation msgspec cannot express (e.g. a dataclass-or-dict union): leave it to peft
+        return None
+    return None
+
+
+def _key_items(peft_conf: Any, cls: type[peft.PeftConfig]) -> list[ErrorItem]:
+    fields = _field_types(cls)
+    items = []
+    for key, value in peft_conf.peft_kwargs.items():
+        where = f"{KWARGS}.{key}"
+        if key in _NOT_KWARGS:
+            items.append(ErrorItem(where, f"'{key}' cannot be set in peft_kwargs: {_NOT_KWARGS[key]}"))
+        elif key not in fields:
+            hint = suggest(key, (name for name in fields if name not in _NOT_KWARGS))
+            items.append(
+                ErrorItem(where, f"{cls.__name__} ({_peft_type(peft_conf)}) has no option '{key}'", hint)
+            )
+        else:
+            problem = _type_problem(value, fields[key])
+            if problem is not None:
+                items.append(
+                    ErrorItem(where, f"{describe_value(value)} does not fit {cls.__name__}.{key}: {problem}")
+                )
+    return items
+
+
+def _construct(peft_conf: Any, extra: dict[str, Any]) -> peft.PeftConfig:
+    """Build the config class, turning its own validation errors into a ConfigError on peft_kwargs."""
+    cls = peft_config_class(_peft_type(peft_conf))
+    items = _key_items(peft_conf, cls)
+    if items:
+        raise ConfigError(items)
+    try:
+        return cls(task_type=peft_conf.task_type, **peft_conf.peft_kwargs, **extra)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            ErrorItem(KWARGS, f"{cls.__name__} rejects these options: {str(exc).strip()}")
+        ) from exc
+
+
+def check_peft_kwargs(peft_conf: PeftConfig) -> None:
+    """Check peft_kwargs against peft's config class for peft_type before any model loads (also in --dry-run).
+
+    Unknown keys get "Did you mean ...?", values of the wrong JSON type are named, and the class's own
+    cross-field rules run by constructing it. Range rules that peft only checks when it wraps a model
+    (e.g. `r > 0`) surface later, from apply_peft, at the same location.
+    """
+    if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
+        return
+    _construct(peft_conf, {})
+
+
+def check_adapter_reference(peft_conf: PeftConfig) -> None:
+    """PRETRAINED_PEFT with a local folder: it must hold an adapter_config.json (checked before loading)."""
+    if not isinstance(peft_conf, PretrainedPeftConfig):
+        return
+    path = Path(peft_conf.name_or_path).expanduser()
+    if path.is_dir() and not (path / "adapter_config.json").is_file():
+        raise ConfigError(
+            ErrorItem(
+                ADAPTER,
+                f"{str(path)!r} is not an adapter folder (it has no adapter_config.json)",
+                "Point it at a folder written by PEFT's save_pretrained (e.g. an adapter run's checkpoint).",
+            )
+        )
+
+
+def build_peft_config(
+    peft_conf: PeftConfig, *, modules_to_save: list[str], tie_embeddings: bool = False
+) -> peft.PeftConfig | None:
+    """The peft config for a new adapter; None for NO_PEFT and PRETRAINED_PEFT (which brings its own).
+
+    `modules_to_save` (grown embeddings) are appended to the user's list. `tie_embeddings` keeps a tied input
+    and output embedding as one trained copy (peft's `ensure_weight_tying`) where the adapter type supports
+    it, unless peft_kwargs sets it.
+    """
+    if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
+        return None
+    config = _construct(peft_conf, {})
+    if modules_to_save:
+        current = getattr(config, "modules_to_save", None)
+        existing = [current] if isinstance(current, str) else list(current or [])
+        merged = existing + [name for name in modules_to_save if name not in existing]
+        config.modules_to_save = merged  # type: ignore[attr-defined]
+        tying_option = "ensure_weight_tying" in _field_types(type(config))
+        if tie_embeddings and tying_option and "ensure_weight_tying" not in peft_conf.peft_kwargs:
+            config.ensure_weight_tying = True  # type: ignore[attr-defined]
+    return config
+
+
+def _embeddings_tied(model: PreTrainedModel) -> bool:
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    return output is not None and output.weight is model.get_input_embeddings().weight
+
+
+@contextlib.contextmanager
+def _adapter_load_errors(name_or_path: str) -> Iterator[None]:
+    """Loading a pretrained adapter: a missing or mismatched adapter is the config's fault."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise ConfigError(ErrorItem(ADAPTER, f"cannot load the adapter {name_or_path!r}: {exc}")) from exc
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        raise ConfigError(
+            ErrorItem(ADAPTER, f"the adapter {name_or_path!r} was trained on a different base model: {exc}")
+        ) from exc
+
+
+def apply_peft(
+    model: PreTrainedModel,
+    peft_conf: PeftConfig,
+    *,
+    quantized: bool,
+    gradient_checkpointing: bool,
+    gradient_checkpointing_kwargs: dict[str, Any] | None,
+    modules_to_save: list[str],
+) -> PreTrainedModel | PeftModel:
+    """Wrap the model as peft_conf says; NO_PEFT returns it unchanged (every parameter trains).
+
+    A quantized model first goes through peft's k-bit preparation (norms to fp32, input grads, and gradient
+    checkpointing with the user's kwargs; None is fine, unlike reference bug B13). Unquantized models need
+    nothing here: transformers' gradient_checkpointing_enable, which the Trainer calls, makes the embeddings'
+    outputs require grad so that reentrant checkpointing still reaches the adapters.
+    """
+    if isinstance(peft_conf, NoPeftConfig):
+        if quantized:
+            raise ConfigError(
+                ErrorItem(
+                    "$.peft_conf",
+                    "a quantized model cannot train without an adapter (its quantized weights do not train)",
+                    "Use an adapter, e.g. peft_type: LORA, or quant_conf.quantization_type: no-quantization.",
+                )
+            )
+        return model
+    if quantized:
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=gradient_checkpointing_kwargs,
+        )
+    wrapped: PeftModel
+    if isinstance(peft_conf, PretrainedPeftConfig):
+        if modules_to_save:
+            raise ConfigError(
+                ErrorItem(
+                    "$.peft_conf",
+                    "a pretrained adapter cannot be combined with new tokens that grow the model's "
+                    f"embeddings ({', '.join(modules_to_save)} would have to train as well)",
+                    "Use the chat template the adapter was trained with, or keep-original.",
+                )
+            )
+        check_adapter_reference(peft_conf)
+        with _adapter_load_errors(peft_conf.name_or_path):
+            wrapped = PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
+    else:
+        config = build_peft_config(
+            peft_conf, modules_to_save=modules_to_save, tie_embeddings=_embeddings_tied(model)
+        )
+        assert config is not None  # only NO_PEFT and PRETRAINED_PEFT build none, both handled above
+        try:
+            wrapped = get_peft_model(model, config)
+        except ValueError as exc:  # e.g. r <= 0, target_modules not in this model
+            raise ConfigError(
+                ErrorItem(KWARGS, f"peft cannot apply these options to the model: {str(exc).strip()}")
+            ) from exc
+    trainable, total = wrapped.get_nb_trainable_parameters()
+    logger.info(
+        "PEFT model trainable params: %d || all params: %d || trainable%%: %.4f",
+        trainable,
+        total,
+        100 * trainable / total,
+    )
+    return wrapped
