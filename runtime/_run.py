@@ -107,11 +107,12 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
 
     from ftconfig.runtime._data import default_cache_dir, prepare_data
     from ftconfig.runtime._model import check_model_reference
-    from ftconfig.runtime._peft import check_peft_kwargs
+    from ftconfig.runtime._peft import check_adapter_reference, check_peft_kwargs
     from ftconfig.runtime._resolve import build_sft_config
     from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
 
     check_peft_kwargs(config.peft_conf)
+    check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
     with _library_seam("$.training_args"):
         sft_config = build_sft_config(config, resolved)
@@ -152,9 +153,16 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     from ftconfig.generated.config import NoPeftConfig
     from ftconfig.runtime._model import grow_embeddings, load_model, save_new_basemodel
     from ftconfig.runtime._peft import apply_peft
+    from ftconfig.runtime._quantization import quant_storage_for_fsdp
 
     config = run.config
-    model = load_model(config.run_conf, config.quant_conf, use_cache=run.resolved.use_cache)
+    model = load_model(
+        config.run_conf,
+        quant_storage_for_fsdp(config.quant_conf, config.training_args),
+        use_cache=run.resolved.use_cache,
+        world_size=run.resolved.world_size,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
     modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
     uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
     if uses_adapter and run.setup.added_tokens > 0 and is_main:
