@@ -153,6 +153,8 @@ def training_arguments_kwargs(config: FinetuningConfig, resolved: ResolvedRun) -
         deepspeed=_deepspeed_with_batch(
             kwargs.get("deepspeed"), resolved, config.batchsize_conf.total_train_batch_size
         ),
+        # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
+        save_total_limit=None,
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
         max_length=config.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},

@@ -210,6 +210,7 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         resolved_config_document,
         write_json_atomic,
     )
+    from ftconfig.runtime._rotation import NumberedCheckpointRotation
 
     world_size, rank = process_world()
     is_main = rank == 0
@@ -220,7 +221,10 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         shutil.rmtree(partial_dir, ignore_errors=True)  # left by a run killed while saving
         _report_resume(run)
     model = _load_and_adapt_model(run, is_main=is_main)
+    limit = config.training_args.save_total_limit
+    callbacks = [NumberedCheckpointRotation(limit)] if limit else []
     trainer = SFTTrainer(
+        callbacks=callbacks,
         model=model,
         args=run.sft_config,
         train_dataset=run.data.train,

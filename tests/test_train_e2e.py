@@ -147,3 +147,14 @@ def test_a_second_run_over_a_finished_one_is_refused_before_anything_loads(tmp_p
     assert result.returncode == 2
     assert "already holds a run" in result.stderr and "Traceback" not in result.stderr
     assert sorted(path.name for path in output_dir.iterdir()) == ["checkpoint-final"]
+
+
+def test_checkpoint_rotation_keeps_the_new_base_model_and_the_newest_checkpoints(tmp_path: Path) -> None:
+    output_dir = tmp_path / "rotate"
+    document = tiny_run_document(
+        output_dir,
+        training_args={"max_steps": 6, "save_strategy": "steps", "save_steps": 2, "save_total_limit": 1},
+    )
+    train(load_config(document), RunOptions())
+    names = sorted(path.name for path in output_dir.iterdir() if path.is_dir())
+    assert names == ["checkpoint-6", "checkpoint-final", "checkpoint-new-basemodel"]
