@@ -13,10 +13,10 @@ from ftconfig.runtime._errors import UserError
 
 
 def _configure_logging(rank: int) -> None:
-    level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(
-        level=level, format="ftrun: %(message)s" if rank == 0 else f"ftrun[{rank}]: %(message)s"
-    )
+    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several."""
+    prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
+    logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
+    logging.getLogger("ftconfig").setLevel(logging.INFO)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,6 +85,8 @@ def cli(
     from ftconfig.runtime._run import train
 
     result = train(config, options)
+    prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
+    click.echo(f"{prefix}: final weights sha256 {result.weights_sha256}", err=True)
     if rank == 0:
         click.echo(f"ftrun: final checkpoint in {result.final_checkpoint}")
 

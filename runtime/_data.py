@@ -125,6 +125,7 @@ def prepare_data(
             "source_counts": prepared.source_counts,
         }
         store_prepared(cache_dir, key, splits, meta)
+        logger.info("prepared data tokenised and cached in %s", cache_dir / key)
     return prepared
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime._tracking import adjust_report_to
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
@@ -136,7 +137,9 @@ def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> 
     }
 
 
-def training_arguments_kwargs(config: FinetuningConfig, resolved: ResolvedRun) -> dict[str, Any]:
+def training_arguments_kwargs(
+    config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+) -> dict[str, Any]:
     """Keyword arguments for TRL's SFTConfig: the user's training_args with the resolved values written in.
 
     Every training_args value is passed explicitly, so TRL's own differing defaults (bf16 and gradient
@@ -153,6 +156,8 @@ def training_arguments_kwargs(config: FinetuningConfig, resolved: ResolvedRun) -
         deepspeed=_deepspeed_with_batch(
             kwargs.get("deepspeed"), resolved, config.batchsize_conf.total_train_batch_size
         ),
+        # ftconfig, not report_to, decides about MLflow; None, "none", ["none"], "all" all work (reference B7).
+        report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
@@ -162,8 +167,14 @@ def training_arguments_kwargs(config: FinetuningConfig, resolved: ResolvedRun) -
     return kwargs
 
 
-def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun) -> Any:
+def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
     """TRL SFTConfig for the run (imports TRL: training path only)."""
+    import torch
     from trl import SFTConfig
 
-    return SFTConfig(**training_arguments_kwargs(config, resolved))
+    kwargs = training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
+    if not kwargs["use_cpu"] and not torch.accelerator.is_available():
+        # Without it, transformers still trains on the CPU but sets up no process group, so every process of a
+        # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
+        kwargs["use_cpu"] = True
+    return SFTConfig(**kwargs)

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from ftconfig.runtime._checkpoints import guard_output_dir, resolve_resume
 from ftconfig.runtime._errors import ConfigError, ErrorItem
 from ftconfig.runtime._resolve import ResolvedRun, resolve_run
+from ftconfig.runtime._tracking import check_tracking_server, resolve_tracking
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
     from ftconfig.runtime._data import PreparedData
     from ftconfig.runtime._tokenizer import TokenizerSetup
+    from ftconfig.runtime._tracking import TrackingPlan
 
 logger = logging.getLogger("ftconfig")
 
@@ -50,6 +52,7 @@ class PreparedRun:
     tokenizer: Any
     setup: TokenizerSetup
     data: PreparedData
+    tracking: TrackingPlan | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -104,6 +107,10 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         overwrite=options.overwrite,
     )
     _check_combinations(config)
+    # A bad or unreachable tracking server is found now, not after the data is prepared or the model trained.
+    tracking = resolve_tracking(config, options, os.environ)
+    if tracking is not None and process_world()[1] == 0:
+        check_tracking_server(tracking)
 
     from ftconfig.runtime._data import default_cache_dir, prepare_data
     from ftconfig.runtime._model import check_model_reference
@@ -115,12 +122,16 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
     with _library_seam("$.training_args"):
-        sft_config = build_sft_config(config, resolved)
+        # Only the main process reports to MLflow: one run per job.
+        report_mlflow = tracking is not None and process_world()[1] == 0
+        sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
     if config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)
-    # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache.
+    # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
+    # the process group first: before that, TrainingArguments reports world_size 1 and would not wait.
+    _ = sft_config.device
     with sft_config.main_process_first(desc="data preparation"):
         data = prepare_data(
             config,
@@ -137,6 +148,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         tokenizer=tokenizer,
         setup=setup,
         data=data,
+        tracking=tracking,
     )
 
 
@@ -146,16 +158,24 @@ class RunResult:
     final_checkpoint: Path
     metrics: dict[str, float]
     log_history: list[dict[str, Any]]
+    weights_sha256: str
 
 
 def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
+    from transformers import enable_full_determinism, set_seed
+
     from ftconfig.generated.config import NoPeftConfig
     from ftconfig.runtime._model import grow_embeddings, load_model, save_new_basemodel
     from ftconfig.runtime._peft import apply_peft
     from ftconfig.runtime._quantization import quant_storage_for_fsdp
 
     config = run.config
+    # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
+    if config.training_args.full_determinism:
+        enable_full_determinism(config.training_args.seed)
+    else:
+        set_seed(config.training_args.seed)
     model = load_model(
         config.run_conf,
         quant_storage_for_fsdp(config.quant_conf, config.training_args),
@@ -199,8 +219,30 @@ def _report_resume(run: PreparedRun) -> None:
         logger.warning("changed since the checkpoint was written (the current value is used): %s", line)
 
 
+def weights_digest(model: Any) -> str:
+    """sha256 over every parameter of a model (in name order): equal on every rank of a correct DDP run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
+    from ftconfig.runtime._output import resolved_config_document
+    from ftconfig.runtime._tracking import start_tracking, tracked_run
+
+    world_size, rank = process_world()
+    run = prepare_run(config, options, world_size=world_size)
+    run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
+    with tracked_run(run.tracking, run_id):
+        return _train_and_save(run, is_main=rank == 0)
+
+
+def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
     from trl import SFTTrainer
 
     from ftconfig.runtime._collator import build_data_collator
@@ -212,9 +254,7 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     )
     from ftconfig.runtime._rotation import NumberedCheckpointRotation
 
-    world_size, rank = process_world()
-    is_main = rank == 0
-    run = prepare_run(config, options, world_size=world_size)
+    config = run.config
     final_dir = run.output_dir / config.run_conf.final_checkpoint_name
     partial_dir = final_dir.with_name(f".{final_dir.name}.partial")
     if is_main:
@@ -222,15 +262,14 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         _report_resume(run)
     model = _load_and_adapt_model(run, is_main=is_main)
     limit = config.training_args.save_total_limit
-    callbacks = [NumberedCheckpointRotation(limit)] if limit else []
     trainer = SFTTrainer(
-        callbacks=callbacks,
         model=model,
         args=run.sft_config,
         train_dataset=run.data.train,
         eval_dataset=run.data.validation,
         processing_class=run.tokenizer,
         data_collator=build_data_collator(run.tokenizer, run.setup),
+        callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
     )
     if is_main:
         write_json_atomic(
@@ -248,4 +287,5 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         final_checkpoint=final_dir,
         metrics=dict(output.metrics),
         log_history=list(trainer.state.log_history),
+        weights_sha256=weights_digest(trainer.accelerator.unwrap_model(trainer.model)),
     )
