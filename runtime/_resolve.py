@@ -177,4 +177,5 @@ def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_
         # Without it, transformers still trains on the CPU but sets up no process group, so every process of a
         # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
         kwargs["use_cpu"] = True
+        kwargs["dataloader_pin_memory"] = False  # nothing to pin for; avoids torch's warning on every epoch
     return SFTConfig(**kwargs)
