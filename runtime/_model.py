@@ -29,8 +29,10 @@ from ftconfig.runtime._schema_errors import suggest
 
 __all__ = [
     "check_model_reference",
+    "embedding_rows",
     "grow_embeddings",
     "load_model",
+    "looks_like_hub_id",
     "model_load_kwargs",
     "save_new_basemodel",
 ]
@@ -162,9 +164,14 @@ def _local_problem(reference: str, subfolder: str | None) -> ErrorItem | None:
         return ErrorItem(
             MODEL, f"{reference!r} is a file, not a model folder", "Point it at the folder that holds it."
         )
-    if _HUB_ID.match(reference) and not reference.startswith((".", "~")):
+    if looks_like_hub_id(reference):
         return None  # may be a Hub id; only the Hub (or its cache) can tell
     return ErrorItem(MODEL, f"no model folder at {reference!r}", _nearby(path))
+
+
+def looks_like_hub_id(reference: str) -> bool:
+    """Whether a reference that is no local path could still name a Hub repository (`name`, `org/name`)."""
+    return bool(_HUB_ID.match(reference)) and not reference.startswith((".", "~"))
 
 
 def _nearby(path: Path) -> str:
@@ -250,6 +257,12 @@ def check_model_reference(run_conf: RunConfig) -> None:
         raise ConfigError(problem)
     if Path(run_conf.model).expanduser().is_dir():
         return
+    _model_config(run_conf)
+
+
+def _model_config(run_conf: RunConfig) -> Any:
+    """The model's config (config.json only, no weights), with load failures mapped to ConfigErrors."""
+    args = run_conf.model_args
     hub_kwargs = {
         name: getattr(args, name)
         for name in (
@@ -264,7 +277,15 @@ def check_model_reference(run_conf: RunConfig) -> None:
         if getattr(args, name) is not None
     }
     with _model_load_errors(run_conf):
-        AutoConfig.from_pretrained(run_conf.model, trust_remote_code=args.trust_remote_code, **hub_kwargs)
+        return AutoConfig.from_pretrained(
+            run_conf.model, trust_remote_code=args.trust_remote_code, **hub_kwargs
+        )
+
+
+def embedding_rows(run_conf: RunConfig) -> int | None:
+    """How many embedding rows the model has, read from its config (no weights); None when it does not say."""
+    rows = getattr(_model_config(run_conf).get_text_config(), "vocab_size", None)
+    return rows if isinstance(rows, int) else None
 
 
 def load_model(

@@ -15,14 +15,16 @@ import peft
 from peft import PeftModel, PeftType, get_peft_model, prepare_model_for_kbit_training
 from transformers import PreTrainedModel
 
-from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig
+from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
 from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime._model import embedding_rows, looks_like_hub_id
 from ftconfig.runtime._schema_errors import describe_value, suggest
 
 __all__ = [
     "apply_peft",
     "build_peft_config",
     "check_adapter_reference",
+    "check_adapter_vocabulary",
     "check_peft_kwargs",
     "peft_config_class",
 ]
@@ -133,18 +135,50 @@ def check_peft_kwargs(peft_conf: PeftConfig) -> None:
 
 
 def check_adapter_reference(peft_conf: PeftConfig) -> None:
-    """PRETRAINED_PEFT with a local folder: it must hold an adapter_config.json (checked before loading)."""
+    """PRETRAINED_PEFT: a local folder must hold an adapter_config.json, a Hub id must resolve to one (its
+    adapter_config.json only, from the Hub or its cache); checked before any weights load."""
     if not isinstance(peft_conf, PretrainedPeftConfig):
         return
-    path = Path(peft_conf.name_or_path).expanduser()
-    if path.is_dir() and not (path / "adapter_config.json").is_file():
-        raise ConfigError(
-            ErrorItem(
-                ADAPTER,
-                f"{str(path)!r} is not an adapter folder (it has no adapter_config.json)",
-                "Point it at a folder written by PEFT's save_pretrained (e.g. an adapter run's checkpoint).",
+    reference = peft_conf.name_or_path
+    path = Path(reference).expanduser()
+    hint = "Point it at a folder written by PEFT's save_pretrained (e.g. an adapter run's checkpoint)."
+    if path.is_dir():
+        if not (path / "adapter_config.json").is_file():
+            raise ConfigError(
+                ErrorItem(
+                    ADAPTER, f"{str(path)!r} is not an adapter folder (it has no adapter_config.json)", hint
+                )
             )
+        return
+    if path.exists():
+        raise ConfigError(ErrorItem(ADAPTER, f"{reference!r} is a file, not an adapter folder", hint))
+    if not looks_like_hub_id(reference):
+        raise ConfigError(
+            ErrorItem(ADAPTER, f"no adapter folder (with adapter_config.json) at {reference!r}", hint)
         )
+    with _adapter_load_errors(reference):
+        peft.PeftConfig.from_pretrained(reference)
+
+
+def check_adapter_vocabulary(
+    peft_conf: PeftConfig, run_conf: RunConfig, *, tokenizer_size: int, added_tokens: int
+) -> None:
+    """PRETRAINED_PEFT and a chat template whose new tokens grow the embeddings cannot go together (preflight:
+    found before the weights load and before the grown base model would be saved into output_dir)."""
+    if not isinstance(peft_conf, PretrainedPeftConfig) or added_tokens <= 0:
+        return
+    rows = embedding_rows(run_conf)
+    if rows is None or tokenizer_size <= rows:
+        return
+    raise ConfigError(
+        ErrorItem(
+            "$.peft_conf",
+            f"a pretrained adapter cannot be combined with the {added_tokens} new tokens the chat template "
+            f"adds: the model's embeddings would grow from {rows} to {tokenizer_size} rows and would have to "
+            "train as well",
+            "Use the chat template the adapter was trained with, or keep-original.",
+        )
+    )
 
 
 def build_peft_config(

@@ -114,7 +114,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
 
     from ftconfig.runtime._data import default_cache_dir, prepare_data
     from ftconfig.runtime._model import check_model_reference
-    from ftconfig.runtime._peft import check_adapter_reference, check_peft_kwargs
+    from ftconfig.runtime._peft import check_adapter_reference, check_adapter_vocabulary, check_peft_kwargs
     from ftconfig.runtime._resolve import build_sft_config
     from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
 
@@ -126,6 +126,9 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         report_mlflow = tracking is not None and process_world()[1] == 0
         sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
+    check_adapter_vocabulary(
+        config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
+    )
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
     if config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)

@@ -76,6 +76,17 @@ def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     except UserError:
         raise
     except Exception as exc:
+        from ftconfig.runtime._model import looks_like_hub_id
+
+        if not Path(source).expanduser().exists() and not looks_like_hub_id(source):
+            # transformers would call a missing path a malformed Hub repo id; say what is really wrong.
+            raise ConfigError(
+                ErrorItem(
+                    location,
+                    f"no tokenizer folder at {source!r}",
+                    "Check the path (relative paths start from the directory ftrun runs in)",
+                )
+            ) from exc
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
             ErrorItem(
