@@ -12,18 +12,7 @@ import pytest
 from ftconfig.runtime._encode import IGNORE_INDEX, encode_conversations, render_conversations, trained_text
 from ftconfig.runtime._load import load_config
 from ftconfig.runtime._tokenizer import build_tokenizer
-
-SYSTEM_USER_ASSISTANT = [
-    {"role": "system", "content": "S"},
-    {"role": "user", "content": "U"},
-    {"role": "assistant", "content": "A"},
-]
-TWO_EXCHANGES = [
-    {"role": "user", "content": "U1"},
-    {"role": "assistant", "content": "A1"},
-    {"role": "user", "content": "U2"},
-    {"role": "assistant", "content": "A2"},
-]
+from tests.test_templates import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 # What completions-only training learns: each assistant turn's content and its end marker, nothing else.
 TRAINED = {
