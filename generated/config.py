@@ -1929,6 +1929,15 @@ class SFTArguments(Struct, kw_only=True):
         Annotated[bool, Meta(description="Only compute loss on the assistant's turns.")]
         | UnsetType
     ) = False
+    packing: (
+        Annotated[
+            bool,
+            Meta(
+                description='Pack several examples into each sequence of up to max_seq_length tokens (best-fit decreasing) instead of padding every example to the longest of its batch. Examples never attend to each other (position ids restart at 0 for each one) and the trained tokens stay exactly the same, completions-only masking included. A batch then holds per-device-batch-size packs, so each step sees more examples and an epoch has fewer steps. Needs attn_implementation eager, sdpa, flex_attention or a flash-attention kernel (the default, sdpa, works); worth it when examples differ much in length.'
+            ),
+        ]
+        | UnsetType
+    ) = False
 
 
 class Overrides(Struct, kw_only=True):

@@ -163,6 +163,10 @@ def training_arguments_kwargs(
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
         max_length=config.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},
+        # sft_args.packing is done by ftconfig too (runtime/_collator.py: packs of prepared examples, our
+        # collator). TRL's packing would insist on its own collator and preparation, so it stays off.
+        packing=False,
+        padding_free=False,
     )
     return kwargs
 

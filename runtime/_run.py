@@ -83,6 +83,25 @@ def _check_combinations(config: FinetuningConfig) -> None:
                 "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
             )
         )
+    if config.sft_args.packing:
+        _check_packing_attention(config.run_conf.model_args.attn_implementation)
+
+
+def _check_packing_attention(attn_implementation: str | None) -> str:
+    """The packed batch layout for an attention implementation; a ConfigError when it would mix examples."""
+    from ftconfig.runtime._collator import packed_layout
+
+    layout = packed_layout(attn_implementation)
+    if layout is None:
+        raise ConfigError(
+            ErrorItem(
+                "$.run_conf.model_args.attn_implementation",
+                f"packing needs an attention implementation that keeps packed examples apart, "
+                f"not {attn_implementation!r}",
+                "Use sdpa, eager, flex_attention or flash_attention_2, or set sft_args.packing: false.",
+            )
+        )
+    return layout
 
 
 @contextlib.contextmanager
@@ -233,6 +252,31 @@ def weights_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
+def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]:
+    """The training and validation datasets and the collator: padded examples, or packs (sft_args.packing).
+
+    Packs are laid out for the attention implementation the model really loaded with (the default is only
+    known now); TRL's own packing is not used because it needs its own collator and its own preparation.
+    """
+    from ftconfig.runtime._collator import build_data_collator, build_packed_collator, pack_dataset
+
+    data = run.data
+    if not run.config.sft_args.packing:
+        return data.train, data.validation, build_data_collator(run.tokenizer, run.setup)
+    layout = _check_packing_attention(getattr(model.config, "_attn_implementation", None))
+    capacity = int(run.config.sft_args.max_seq_length)
+    train = pack_dataset(data.train, capacity)
+    validation = None if data.validation is None else pack_dataset(data.validation, capacity)
+    logger.info(
+        "packing: %d training examples in %d packs of up to %d tokens (%s layout)",
+        len(data.train),
+        len(train),
+        capacity,
+        layout,
+    )
+    return train, validation, build_packed_collator(run.tokenizer, run.setup, layout=layout)
+
+
 def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
     from ftconfig.runtime._output import resolved_config_document
@@ -248,7 +292,6 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
 def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
     from trl import SFTTrainer
 
-    from ftconfig.runtime._collator import build_data_collator
     from ftconfig.runtime._output import (
         RESOLVED_CONFIG_NAME,
         replace_directory,
@@ -264,14 +307,15 @@ def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
         shutil.rmtree(partial_dir, ignore_errors=True)  # left by a run killed while saving
         _report_resume(run)
     model = _load_and_adapt_model(run, is_main=is_main)
+    train_dataset, eval_dataset, collator = _datasets_and_collator(run, model)
     limit = config.training_args.save_total_limit
     trainer = SFTTrainer(
         model=model,
         args=run.sft_config,
-        train_dataset=run.data.train,
-        eval_dataset=run.data.validation,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=run.tokenizer,
-        data_collator=build_data_collator(run.tokenizer, run.setup),
+        data_collator=collator,
         callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
     )
     if is_main:
