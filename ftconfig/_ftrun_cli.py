@@ -4,12 +4,45 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 
 from ftconfig.runtime._errors import UserError
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (MLflow run KILLED, no checkpoint-final)."""
+
+
+class RunInterrupted(Exception):
+    """A training run stopped by a signal; not a KeyboardInterrupt any more, so click passes it through."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _install_sigterm_handler() -> None:
+    """Turn SIGTERM (kill, docker stop, a scheduler's preemption) into a clean stop of this process.
+
+    Forked children (data preparation workers) inherit the handler, but only the process that installed it
+    raises; the others die of SIGTERM as they would have. A second SIGTERM kills at once.
+    """
+    owner = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != owner:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _configure_logging(rank: int) -> None:
@@ -84,7 +117,14 @@ def cli(
         return
     from ftconfig.runtime._run import train
 
-    result = train(config, options)
+    _install_sigterm_handler()
+    try:
+        result = train(config, options)
+    except KeyboardInterrupt as interrupt:
+        # Caught here, else click turns it into a bare Abort and prints an empty line.
+        raise RunInterrupted(
+            signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
+        ) from None
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
     click.echo(f"{prefix}: final weights sha256 {result.weights_sha256}", err=True)
     if rank == 0:
@@ -92,7 +132,10 @@ def cli(
 
 
 def main() -> None:
-    """Console entry point: user mistakes exit 2 with a message and no traceback; Ctrl-C exits 130."""
+    """Console entry point: user mistakes exit 2 with a message and no traceback.
+
+    A run stopped by Ctrl-C (SIGINT) or SIGTERM prints one line and exits 128 + the signal number (130, 143).
+    """
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -104,9 +147,13 @@ def main() -> None:
     except UserError as error:
         click.echo(str(error), err=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
+    except RunInterrupted as interrupted:
         click.echo(
-            "ftrun: interrupted; no checkpoint-final was written (resume with resume_from_checkpoint: auto)",
+            f"ftrun: stopped by {interrupted} before the run finished; continue it with "
+            "run_conf.resume_from_checkpoint: auto",
             err=True,
         )
+        sys.exit(128 + interrupted.signum)
+    except KeyboardInterrupt:
+        click.echo("ftrun: interrupted", err=True)
         sys.exit(130)

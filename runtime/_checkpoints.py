@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ftconfig.runtime._errors import ConfigError, ErrorItem
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE_NAME = "trainer_state.json"
+logger = logging.getLogger("ftconfig")
 
 
 def numbered_checkpoints(output_dir: Path) -> list[Path]:
@@ -24,9 +28,27 @@ def numbered_checkpoints(output_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint folder finished at; None when it is incomplete.
+
+    transformers writes trainer_state.json last, after weights, optimizer, scheduler and RNG states, so a
+    folder without a readable one is what a process killed while saving leaves behind.
+    """
+    try:
+        state = json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
+
+
 def newest_checkpoint(output_dir: Path) -> Path | None:
-    checkpoints = numbered_checkpoints(output_dir)
-    return checkpoints[-1] if checkpoints else None
+    """The newest complete checkpoint-<N>; newer incomplete ones (a save cut short) are skipped with a warning."""
+    for path in reversed(numbered_checkpoints(output_dir)):
+        if checkpoint_step(path) is not None:
+            return path
+        logger.warning("skipping %s: it is incomplete (no readable %s)", path, TRAINER_STATE_NAME)
+    return None
 
 
 def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
@@ -44,17 +66,17 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
             raise ConfigError(
                 ErrorItem(
                     location,
-                    f"is true, but {output_dir} holds no checkpoint-<N> folder",
+                    f"is true, but {output_dir} holds no complete checkpoint-<N> folder",
                     "Use 'auto' to resume only when a checkpoint exists.",
                 )
             )
         return str(newest) if newest else False
     path = Path(setting)
-    if not (path / "trainer_state.json").is_file():
+    if checkpoint_step(path) is None:
         raise ConfigError(
             ErrorItem(
                 location,
-                f"{setting!r} is not a trainer checkpoint folder (no trainer_state.json)",
+                f"{setting!r} is not a complete trainer checkpoint folder (no readable {TRAINER_STATE_NAME})",
                 "Give true, false, 'auto' or the path of a checkpoint-<N> folder.",
             )
         )
@@ -77,6 +99,19 @@ def guard_output_dir(output_dir: Path, *, final_name: str, resume: str | bool, o
                 "or pass --overwrite to replace it.",
             )
         )
+
+
+def remove_numbered_checkpoints(output_dir: Path) -> list[Path]:
+    """Delete an earlier run's checkpoint-<N> folders before a fresh run (--overwrite) writes its own.
+
+    Left in place they would be taken for the new run's: resume "auto" would continue the old run from a higher
+    step, and save_total_limit would keep them as the newest and delete the new run's checkpoints instead.
+    """
+    doomed = numbered_checkpoints(output_dir)
+    for path in doomed:
+        logger.info("--overwrite: deleting %s of the earlier run", path)
+        shutil.rmtree(path)
+    return doomed
 
 
 def config_changes(previous: dict[str, Any], current: dict[str, Any], prefix: str = "$") -> list[str]:

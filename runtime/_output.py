@@ -57,24 +57,46 @@ def resolved_config_document(config: FinetuningConfig, resolved: ResolvedRun) ->
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON next to its destination and rename it into place: readers never see half a file."""
+    """Write JSON next to its destination and rename it into place: readers never see half a file.
+
+    The data reaches the disk (fsync) before the rename, so a crash leaves the old file or the new one; a failure
+    while writing (an unserialisable value, a full disk, Ctrl-C) leaves the old file and no temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
     ) as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
         temporary = Path(handle.name)
+        try:
+            json.dump(document, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+            raise
     os.replace(temporary, path)
 
 
 def replace_directory(source: Path, target: Path) -> None:
-    """Move a fully written directory into place, replacing an older one (best-effort atomic swap)."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
+    """Move a fully written directory into place, replacing an older one.
+
+    Two renames: the old target moves aside to `.<name>.old`, the new one moves in, then the old one is deleted.
+    If the second rename fails the old target is moved back, so `target` is always a complete directory, the
+    old one or the new one (a kill between the two renames leaves the old one at `.<name>.old`).
+    """
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} is not a directory; {target} was left as it is")
+    if not target.exists():
         os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    try:
         os.replace(source, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime._checkpoints import guard_output_dir, resolve_resume
+from ftconfig.runtime._checkpoints import (
+    checkpoint_step,
+    guard_output_dir,
+    remove_numbered_checkpoints,
+    resolve_resume,
+)
 from ftconfig.runtime._errors import ConfigError, ErrorItem
 from ftconfig.runtime._resolve import ResolvedRun, resolve_run
 from ftconfig.runtime._tracking import check_tracking_server, resolve_tracking
@@ -284,12 +289,15 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
 
     world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
+    if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
+        # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
     with tracked_run(run.tracking, run_id):
-        return _train_and_save(run, is_main=rank == 0)
+        return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
 
 
-def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
+def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
     from trl import SFTTrainer
 
     from ftconfig.runtime._output import (
@@ -299,6 +307,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
         write_json_atomic,
     )
     from ftconfig.runtime._rotation import NumberedCheckpointRotation
+    from ftconfig.runtime._secrets import detach_hub_token
 
     config = run.config
     final_dir = run.output_dir / config.run_conf.final_checkpoint_name
@@ -309,6 +318,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
     model = _load_and_adapt_model(run, is_main=is_main)
     train_dataset, eval_dataset, collator = _datasets_and_collator(run, model)
     limit = config.training_args.save_total_limit
+    detach_hub_token(run.sft_config, os.environ)  # else pickled into every training_args.bin
     trainer = SFTTrainer(
         model=model,
         args=run.sft_config,
@@ -322,17 +332,48 @@ def _train_and_save(run: PreparedRun, *, is_main: bool) -> RunResult:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
         )
-    output = trainer.train(resume_from_checkpoint=run.resume or None)
+    if is_main and replace_earlier:
+        # Only now, with everything loaded: a run that fails earlier leaves the earlier run as it was.
+        remove_numbered_checkpoints(run.output_dir)
+    metrics = _train(trainer, run)
     # Written beside the final checkpoint, then renamed: a crash never leaves a half-written checkpoint-final.
-    trainer.save_model(str(partial_dir))
-    if is_main:
-        trainer.save_state()
-        replace_directory(partial_dir, final_dir)
+    try:
+        trainer.save_model(str(partial_dir))
+        if is_main:
+            trainer.save_state()
+            replace_directory(partial_dir, final_dir)
+    except BaseException:  # Ctrl-C / SIGTERM included: what was written so far is useless
+        if is_main:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
     trainer.accelerator.wait_for_everyone()
     return RunResult(
         output_dir=run.output_dir,
         final_checkpoint=final_dir,
-        metrics=dict(output.metrics),
+        metrics=metrics,
         log_history=list(trainer.state.log_history),
         weights_sha256=weights_digest(trainer.accelerator.unwrap_model(trainer.model)),
     )
+
+
+def _train(trainer: Any, run: PreparedRun) -> dict[str, float]:
+    """trainer.train(), resuming as resolved; a checkpoint that already reached max_steps is only loaded.
+
+    transformers 5.24 checks max_steps after each optimizer step, not before the first one, so resuming from a
+    checkpoint at global_step == max_steps (a job killed between its last checkpoint and the final save, or a
+    finished run resumed with 'auto') would train one step too many.
+    """
+    resume = str(run.resume) if run.resume else None
+    max_steps = int(run.sft_config.max_steps)
+    step = checkpoint_step(Path(resume)) if resume else None
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # they load inside the training loop
+    if resume is None or step is None or max_steps <= 0 or step < max_steps or sharded:
+        return dict(trainer.train(resume_from_checkpoint=resume).metrics)
+    from transformers import TrainerState
+
+    logger.info(
+        "%s already reached max_steps (%d): nothing left to train, its weights are final", resume, max_steps
+    )
+    trainer._load_from_checkpoint(resume)
+    trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    return {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -62,3 +63,20 @@ def secret_values(document: dict[str, Any], environ: dict[str, str]) -> list[str
             values += [part for part in match["userinfo"].split(":") if part]
     values += [value for key, value in environ.items() if _SECRET_ENV.search(key) and len(value) >= 6]
     return sorted({value for value in values if value}, key=len, reverse=True)
+
+
+def detach_hub_token(training_args: Any, environ: MutableMapping[str, str]) -> bool:
+    """Take `hub_token` out of the TrainingArguments the Trainer keeps; returns whether there was one.
+
+    The Trainer pickles its arguments, token included, into training_args.bin in every checkpoint and in the
+    final save (to_dict masks `*_token` fields, pickling does not), and from there they reach MLflow artifacts
+    and Hub uploads. The token only serves Hub pushes, which read HF_TOKEN when `hub_token` is None, so with
+    push_to_hub on it moves there (process-local; the weights and tokenizer were loaded before).
+    """
+    token = getattr(training_args, "hub_token", None)
+    if not token:
+        return False
+    training_args.hub_token = None
+    if getattr(training_args, "push_to_hub", False):
+        environ["HF_TOKEN"] = token
+    return True
