@@ -66,7 +66,7 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
             raise ConfigError(
                 ErrorItem(
                     location,
-                    f"is true, but {output_dir} holds no complete checkpoint-<N> folder",
+                    f"is true, but {output_dir} holds no checkpoint-<N> folder with a readable {TRAINER_STATE_NAME}",
                     "Use 'auto' to resume only when a checkpoint exists.",
                 )
             )
@@ -76,7 +76,7 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
         raise ConfigError(
             ErrorItem(
                 location,
-                f"{setting!r} is not a complete trainer checkpoint folder (no readable {TRAINER_STATE_NAME})",
+                f"{setting!r} is not a trainer checkpoint folder (no readable {TRAINER_STATE_NAME})",
                 "Give true, false, 'auto' or the path of a checkpoint-<N> folder.",
             )
         )

@@ -313,9 +313,11 @@ def test_resume_auto_skips_newer_checkpoints_that_a_kill_left_incomplete(tmp_pat
 def test_resume_true_or_a_path_to_an_incomplete_checkpoint_is_a_config_error(tmp_path: Path) -> None:
     incomplete = make_checkpoint(tmp_path, 8, None)
     assert resolve_resume("auto", tmp_path) is False
-    with pytest.raises(ConfigError, match="holds no complete checkpoint-<N> folder"):
+    with pytest.raises(
+        ConfigError, match=r"holds no checkpoint-<N> folder with a readable trainer_state\.json"
+    ):
         resolve_resume(True, tmp_path)
-    with pytest.raises(ConfigError, match="not a complete trainer checkpoint folder"):
+    with pytest.raises(ConfigError, match="not a trainer checkpoint folder"):
         resolve_resume(str(incomplete), tmp_path)
 
 
