@@ -587,7 +587,7 @@ class SilogenTrainingArguments(Struct, kw_only=True):
     ) = None
     trackio_static_space_id: (
         Annotated[
-            str | bool | None,
+            str | bool,
             Meta(
                 description='Static read-only Trackio Space over the Bucket (stable model-card links). False: no static sync on Hub push and no freeze after training. None/str: allow static Space; for local-only logging, Hub push runs sync(static); after training, freeze runs only if trackio_space_id was set (Gradio Space). str sets explicit static Space id. Public unless hub_private_repo=True or org default.'
             ),

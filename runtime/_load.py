@@ -132,14 +132,85 @@ def validate_document(document: Any) -> None:
         raise ConfigError(describe_errors(errors))
 
 
-def load_config(document: dict[str, Any]) -> FinetuningConfig:
-    """Validate a parsed document and convert it into the generated structs (defaults filled in)."""
+_INT64_RANGE = (-(2**63), 2**64 - 1)
+_FLOAT_EXACT_INTEGERS = 2**53
+
+
+def to_json_data(value: Any, path: str = "$") -> Any:
+    """The document in JSON's data model, which is what the schema describes.
+
+    YAML can say more than JSON: non-string keys (`max_memory: {0: 20GiB}`), dates, NaN and infinities, numbers
+    no config field can hold. Integer keys and dates become strings (what the user meant); the rest is an error
+    naming the place, so that the validator and the structs never disagree about a document.
+    """
+    problems: list[ErrorItem] = []
+    result = _json_data(value, path, problems)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def _json_data(value: Any, path: str, problems: list[ErrorItem]) -> Any:
+    import datetime
+    import math
+
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                problems.append(ErrorItem(path, f"key {key!r} is not a string; quote it"))
+                continue
+            key = str(key)
+            child = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+            result[key] = _json_data(item, child, problems)
+        return result
+    if isinstance(value, list):
+        return [_json_data(item, f"{path}[{index}]", problems) for index, item in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if not _INT64_RANGE[0] <= value <= _INT64_RANGE[1]:
+            problems.append(ErrorItem(path, "the number is too large for any config field"))
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(ErrorItem(path, f"{value} is not a finite number"))
+        return value
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    problems.append(
+        ErrorItem(path, f"a {type(value).__name__} value is not JSON data; write a string or number")
+    )
+    return value
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """1.0 -> 1 everywhere: JSON Schema counts 1.0 as an integer, msgspec's strict mode does not."""
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def convert_document(document: dict[str, Any]) -> FinetuningConfig:
+    """Convert JSON data that the schema accepted into the structs (raises msgspec.ValidationError otherwise).
+
+    Strict mode, so no string is read as a number or boolean: the structs accept exactly what the schema does.
+    """
     from ftconfig.generated.config import FinetuningConfig
 
-    validate_document(document)
+    return msgspec.convert(_integral_floats_as_ints(document), FinetuningConfig, strict=True)
+
+
+def load_config(document: dict[str, Any]) -> FinetuningConfig:
+    """Validate a parsed document and convert it into the generated structs (defaults filled in)."""
+    data = to_json_data(document)
+    validate_document(data)
     try:
-        # strict=False gives JSON Schema number semantics (1.0 is a valid integer); jsonschema already ran.
-        return msgspec.convert(document, FinetuningConfig, strict=False)
+        return convert_document(data)
     except msgspec.ValidationError as exc:
         raise RuntimeError(
             f"internal error: the schema accepted this config but the generated structs did not ({exc}). "

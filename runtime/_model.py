@@ -145,6 +145,11 @@ def model_load_kwargs(
             _warn_once(f"{MODEL_ARGS}.{name} is set but not used: {_DROPPED[name]}.")
             continue
         kwargs[name] = value
+    if isinstance(kwargs.get("max_memory"), dict):
+        # Config keys are strings ("0: 20GiB" in YAML arrives as "0"); accelerate wants GPU indexes as ints.
+        kwargs["max_memory"] = {
+            int(key) if key.isdigit() else key: value for key, value in kwargs["max_memory"].items()
+        }
     return kwargs
 
 

@@ -85,6 +85,10 @@ def _json_type_of(annotation: Any) -> dict[str, Any]:
     args = typing.get_args(annotation)
     if origin is typing.Literal:
         values = [value for value in args if value is not None]
+        if all(isinstance(value, bool) for value in values):
+            # datamodel-code-generator turns Literal[False] into bool anyway; say so in the schema, so that
+            # jsonschema and the generated structs accept the same documents.
+            return {"type": "boolean"}
         fragment: dict[str, Any] = {"enum": values}
         return fragment
     if origin in (list, tuple):
