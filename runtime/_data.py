@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import datasets
+import msgspec
 import numpy as np
 
 from ftconfig.generated.config import (
@@ -98,7 +99,7 @@ def prepare_data(
     key = cache_key(
         files=[(path, hashlib.sha256(content).hexdigest()) for path, content in raw.items()],
         data_conf=data_conf,
-        sft_args=sft_args,
+        sft_args=msgspec.structs.replace(sft_args, packing=False),  # packing happens after preparation
         tokenizer_digest=tokenizer_fingerprint(tokenizer, setup),
     )
     if cache_dir is not None and (stored := load_prepared(cache_dir, key)) is not None:

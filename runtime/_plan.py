@@ -16,7 +16,13 @@ def optimizer_steps(run: PreparedRun) -> int:
     resolved = run.resolved
     if resolved.max_steps > 0:
         return resolved.max_steps
-    batches = math.ceil(len(run.data.train) / (resolved.per_device_train_batch_size * resolved.world_size))
+    rows = len(run.data.train)
+    if run.config.sft_args.packing:  # a batch then holds packs of examples, as the run will build them
+        from ftconfig.runtime._collator import pack_examples
+
+        lengths = run.data.train.with_format("numpy", columns=["length"])[:]["length"]
+        rows = len(pack_examples(lengths, int(run.config.sft_args.max_seq_length)))
+    batches = math.ceil(rows / (resolved.per_device_train_batch_size * resolved.world_size))
     steps_per_epoch = max(1, math.ceil(batches / resolved.gradient_accumulation_steps))
     return math.ceil(resolved.num_train_epochs * steps_per_epoch)
 

@@ -76,7 +76,7 @@ def test_attention_implementations_get_a_layout_that_keeps_examples_apart_or_non
 def test_packed_batches_train_exactly_the_tokens_of_the_unpacked_examples(prepared, layout: str) -> None:
     tokenizer, setup, examples = prepared
     packed = pack_dataset(examples, CAPACITY)
-    packs = pack_examples(np.asarray(examples["length"]), CAPACITY)
+    packs = pack_examples(examples.with_format("numpy", columns=["length"])[:]["length"], CAPACITY)
     assert len(packed) == len(packs) < len(examples) / 2
     collate = build_packed_collator(tokenizer, setup, layout=layout)
     order = [index for pack in packs for index in pack]
@@ -177,32 +177,42 @@ def test_packed_and_padded_runs_evaluate_the_same_loss_through_the_trainer(tmp_p
 
 
 @pytest.mark.integration
-def test_ftrun_trains_a_packed_run_end_to_end(tmp_path: Path) -> None:
+def test_ftrun_trains_a_packed_epoch_in_the_steps_its_dry_run_plans(tmp_path: Path) -> None:
     output_dir = tmp_path / "packed"
     config = tmp_path / "packed.yaml"
     document = tiny_run_document(
         output_dir,
-        training_args={"max_steps": 12, "logging_steps": 2},
+        training_args={"max_steps": -1, "num_train_epochs": 1, "logging_steps": 1},
         sft_args={"max_seq_length": 256, "train_on_completions_only": True, "packing": True},
     )
     config.write_text(yaml.safe_dump(document))
-    result = subprocess.run(
-        [sys.executable, "-m", "ftconfig", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+
+    def ftrun(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ftconfig", str(config), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+    planned = ftrun("--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    plan = json.loads(planned.stdout)
+    # ~40-token examples, packs of up to 256 tokens: far fewer batches of 8 than 400 examples would make.
+    assert plan["optimizer_steps"] < math.ceil(400 / 8) / 4
+    result = ftrun()
     assert result.returncode == 0, result.stderr[-3000:]
     assert "packing: 400 training examples in" in result.stderr
-    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    losses = [entry["loss"] for entry in history if "loss" in entry]
-    assert len(losses) == 6 and losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0], (
-        losses
-    )
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == plan["optimizer_steps"]
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) == plan["optimizer_steps"] and losses[-1] < 0.9 * losses[0], losses
     assert (output_dir / "checkpoint-final" / "adapter_model.safetensors").is_file()
-    # A pack of up to 256 tokens holds several of these ~40-token examples: 12 steps of 8 packs go past an epoch.
-    assert history[-1]["epoch"] > 1
+
+
+def test_switching_packing_reuses_the_prepared_data_cache(tmp_path: Path) -> None:
+    hits = []
+    for packing in (False, True):
+        config = load_config(tiny_run_document(tmp_path / "out", sft_args={"packing": packing}))
+        tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
+        hits.append(prepare_data(config, tokenizer, setup, cache_dir=tmp_path / "cache").cache_hit)
+    assert hits == [False, True]
 
 
 def test_packing_with_an_attention_that_would_mix_examples_is_refused_before_anything_loads(

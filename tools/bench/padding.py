@@ -131,7 +131,7 @@ def main() -> None:
 
     # The real preparation once (cached for the runs), for the length profile and the step counts.
     prepared = prepare_run(load_config(document(False, 1)), RunOptions(cache_dir=cache_dir), world_size=1)
-    lengths = np.asarray(prepared.data.train["length"])
+    lengths = np.asarray(prepared.data.train.with_format("numpy", columns=["length"])[:]["length"])
     packs = pack_examples(lengths, args.max_seq_length)
     pack_tokens = np.asarray([lengths[pack].sum() for pack in packs])
     steps_padded = math.ceil(args.tokens / (BATCH * lengths.mean()))
