@@ -11,6 +11,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +50,15 @@ def main() -> None:
         ),
         (
             "ftrun --dry-run quickstart.yaml",
-            [_script("ftrun"), str(EXAMPLES_DIR / "quickstart.yaml"), "--dry-run", "--json"],
+            # A fresh output_dir: the guard refuses a dry run over a finished run (e.g. after make quickstart).
+            [
+                _script("ftrun"),
+                str(EXAMPLES_DIR / "quickstart.yaml"),
+                "--dry-run",
+                "--json",
+                "--set",
+                f"training_args.output_dir={tempfile.mkdtemp(prefix='ftconfig-bench-startup-')}/out",
+            ],
             None,
         ),
     ]

@@ -1,0 +1,224 @@
+"""Data preparation benchmark: templating + tokenising + completions-only masking, ftconfig against TRL.
+
+The data: N conversations (default 50,000) from tools/build_tiny_model.make_conversation, seeded, as JSONL.
+The tokenizer: the tiny one with the chat-ml template installed by ftconfig's build_tokenizer (the template has
+{% generation %} markers, so TRL's assistant_only_loss works on it unchanged).
+
+Each row runs in a fresh process, twice (the faster run is shown); only the preparation is timed (imports and the
+tokenizer come first), as wall and as CPU time (user + system: steadier on a shared machine), and the peak RSS is
+read with getrusage (Δ = above the process's peak before the preparation started).
+- ftconfig rows use the real path, `runtime._data.prepare_data` (read + check the JSONL, render, tokenise and
+  mask with `encode_conversations` in `Dataset.map`, length filter), without its cache, then with an empty cache
+  (prepare + store) and again with that cache (the second run of the same config).
+- TRL rows use TRL's own preparation, `SFTTrainer._prepare_dataset` with assistant_only_loss=True (tokenise
+  per example via apply_chat_template, build labels, truncate, drop fully masked), on the rows already in a
+  `Dataset`; and from the JSONL through `datasets.load_dataset`, first run and again with datasets' cache.
+Before the table, the outputs are compared: trained tokens (labels) must be identical.
+
+Run: OMP_NUM_THREADS=1 python -m ftconfig.tools.bench.prepare [--conversations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+from ftconfig.tools.bench._common import (
+    conversations,
+    machine_line,
+    peak_rss_mib,
+    print_table,
+    quiet_libraries,
+    tiny_config,
+    write_jsonl,
+)
+
+MAX_SEQ_LENGTH = 512
+MODES = {
+    "ftconfig-nocache": "ftconfig prepare_data, no cache",
+    "ftconfig-cold": "ftconfig prepare_data, empty cache (prepare + store)",
+    "ftconfig-warm": "ftconfig prepare_data, second run (cache hit)",
+    "trl-dataset": "TRL _prepare_dataset, rows already in a Dataset",
+    "trl-json-cold": "TRL load_dataset(json) + _prepare_dataset, first run",
+    "trl-json-warm": "TRL load_dataset(json) + _prepare_dataset, datasets' cache",
+}
+
+
+def _config(data_file: Path, work: Path) -> Any:
+    from ftconfig.runtime import load_config
+
+    document = tiny_config(data_file, work / "out", sft_args={"max_seq_length": MAX_SEQ_LENGTH})
+    return load_config(document)
+
+
+def _tokenizer(config: Any) -> tuple[Any, Any]:
+    from ftconfig.runtime._tokenizer import build_tokenizer
+
+    tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
+    return tokenizer, setup
+
+
+def _trl_prepare(dataset: Any, tokenizer: Any) -> Any:
+    """TRL's own preparation of a conversational dataset, nothing else of the trainer."""
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
+
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(),
+        assistant_only_loss=True,
+        max_length=MAX_SEQ_LENGTH,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+    )
+    # The attributes _prepare_dataset reads from the trainer: the template has markers, so no training template.
+    trainer = types.SimpleNamespace(_tokenizer=tokenizer, chat_template=None, completion_only_loss=False)
+    return SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, False, None, "train")  # type: ignore[arg-type]
+
+
+def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    import datasets
+
+    from ftconfig.runtime._data import prepare_data
+
+    quiet_libraries()
+    config = _config(data_file, work)
+    tokenizer, setup = _tokenizer(config)
+    rows = None
+    if mode == "trl-dataset":
+        with data_file.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+    before = peak_rss_mib()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    if mode.startswith("ftconfig"):
+        cache_dir = None if mode == "ftconfig-nocache" else work / "ftconfig-cache"
+        prepared = prepare_data(config, tokenizer, setup, cache_dir=cache_dir)
+        examples, tokens = len(prepared.train), prepared.train_tokens
+        if mode == "ftconfig-warm" and not prepared.cache_hit:
+            raise SystemExit("the second run missed the cache")
+    else:
+        if rows is not None:
+            dataset = datasets.Dataset.from_list(rows)
+        else:
+            dataset = datasets.load_dataset(
+                "json", data_files=str(data_file), split="train", cache_dir=str(work / "hf-cache")
+            )
+        prepared = _trl_prepare(dataset, tokenizer)
+        examples = len(prepared)
+        tokens = int(sum(len(ids) for ids in prepared.with_format("arrow")["input_ids"].to_pylist()))
+    seconds = time.perf_counter() - start
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": seconds,
+        "cpu": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+        "examples": examples,
+        "tokens": tokens,
+        "peak_mib": peak_rss_mib(),
+        "delta_mib": peak_rss_mib() - before,
+    }
+
+
+def _compare(data_file: Path, work: Path, count: int) -> str:
+    """Token ids and labels of the first `count` conversations, ftconfig against TRL."""
+    import datasets
+
+    from ftconfig.runtime._encode import encode_conversations
+
+    quiet_libraries()
+    config = _config(data_file, work)
+    tokenizer, setup = _tokenizer(config)
+    with data_file.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for _, line in zip(range(count), handle, strict=False)]
+    ours = encode_conversations(tokenizer, setup, [row["messages"] for row in rows], completions_only=True)
+    theirs = _trl_prepare(datasets.Dataset.from_list(rows), tokenizer)
+    framed = same_labels = 0
+    for ids, labels, trl_ids, trl_labels in zip(
+        ours["input_ids"], ours["labels"], theirs["input_ids"], theirs["labels"], strict=True
+    ):
+        # ftconfig frames each example with the tokenizer's BOS and EOS (both -100); TRL's chat path adds neither.
+        framed += (
+            ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id and ids[1:-1] == trl_ids
+        )
+        same_labels += labels[1:-1] == trl_labels and labels[0] == labels[-1] == -100
+    return (
+        f"first {len(rows)} conversations: ftconfig ids = BOS + TRL ids + EOS for {framed}; "
+        f"labels identical inside that frame (frame -100) for {same_labels}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each row; the fastest is shown")
+    parser.add_argument("--child", choices=sorted(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child, args.data, args.work)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="ftconfig-bench-prepare-"))
+    data_file = write_jsonl(work / "chats.jsonl", conversations(args.conversations, seed=0))
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    results: dict[str, dict[str, Any]] = {}
+    for repeat in range(args.repeats):
+        caches = work / f"repeat-{repeat}"  # each repeat starts with empty caches, its warm rows reuse them
+        for mode in MODES:
+            command = [sys.executable, "-m", "ftconfig.tools.bench.prepare", "--child", mode]
+            command += ["--data", str(data_file), "--work", str(caches)]
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if mode not in results or result["seconds"] < results[mode]["seconds"]:
+                results[mode] = result
+    print(machine_line())
+    print(_compare(data_file, work, 2000))
+    trl = results["trl-dataset"]
+    rows = []
+    for mode, label in MODES.items():
+        result = results[mode]
+        rows.append(
+            [
+                label,
+                result["examples"],
+                f"{result['tokens']:,}",
+                f"{result['seconds']:.2f}",
+                f"{args.conversations / result['seconds']:,.0f}",
+                f"{trl['seconds'] / result['seconds']:.2f}",
+                f"{result['cpu']:.2f}",
+                f"{trl['cpu'] / max(result['cpu'], 1e-9):.2f}",
+                f"{result['peak_mib']:.0f}",
+                f"{result['delta_mib']:.0f}",
+            ]
+        )
+    print_table(
+        [
+            f"preparation of {args.conversations:,} conversations",
+            "examples",
+            "tokens",
+            "wall s",
+            "conversations/s",
+            "throughput ÷ TRL (Dataset)",
+            "CPU s",
+            "CPU-throughput ÷ TRL",
+            "peak RSS MiB",
+            "Δ RSS MiB",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
