@@ -35,6 +35,9 @@ test: setup setup-lsp
 
 bench:
 	$(BIN)/python -m ftconfig.tools.bench.startup
+	$(BIN)/python -m ftconfig.tools.bench.overhead
+	$(BIN)/python -m ftconfig.tools.bench.prepare
+	$(BIN)/python -m ftconfig.tools.bench.padding
 
 clean:
 	rm -rf outputs .pytest_cache build *.egg-info
