@@ -43,38 +43,7 @@ def _isolated_preparation_cache(tmp_path_factory: pytest.TempPathFactory) -> Non
 
 
 def tiny_run_document(output_dir: Path, **sections: dict) -> dict:
-    """A small, fast config for the shipped tiny model; `sections` update the defaults section by section."""
-    document: dict = {
-        "data_conf": {
-            "training_data": {
-                "type": "CONCATENATION",
-                "datasets": [{"path": str(EXAMPLES / "data/train.jsonl")}],
-            },
-            "validation_data": {"type": "NONE"},
-            "chat_template_name": "chat-ml",
-        },
-        "training_args": {
-            "output_dir": str(output_dir),
-            "learning_rate": 3e-3,
-            "max_steps": 30,
-            "logging_steps": 5,
-            "save_strategy": "no",
-            "report_to": "none",
-            "seed": 7,
-            "disable_tqdm": True,
-        },
-        "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 8},
-        "peft_conf": {
-            "peft_type": "LORA",
-            "peft_kwargs": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
-        },
-        "run_conf": {"model": str(EXAMPLES / "tiny-llama")},
-        "sft_args": {"max_seq_length": 256},
-    }
-    for section, values in sections.items():
-        merge = section in ("data_conf", "training_args", "batchsize_conf", "run_conf", "sft_args")
-        if merge and isinstance(document.get(section), dict):
-            document[section] = {**document[section], **values}
-        else:
-            document[section] = values
-    return document
+    """A small, fast config for the shipped tiny model (see tools/build_tiny_model.tiny_run_document)."""
+    from ftconfig.tools.build_tiny_model import tiny_run_document as build
+
+    return build(output_dir, EXAMPLES, **sections)

@@ -178,6 +178,48 @@ def build(out: Path) -> None:
     tokenizer.save_pretrained(target)
 
 
+def tiny_run_document(output_dir: Path, examples: Path, **sections: Any) -> dict[str, Any]:
+    """A small, fast run config for the tiny model in `examples`, shared by tests and benchmarks.
+
+    `sections` update the defaults: data_conf, training_args, batchsize_conf, run_conf and sft_args are merged
+    key by key; any other section (peft_conf, quant_conf, tracking, ...) is replaced whole.
+    """
+    document: dict[str, Any] = {
+        "data_conf": {
+            "training_data": {
+                "type": "CONCATENATION",
+                "datasets": [{"path": str(examples / "data/train.jsonl")}],
+            },
+            "validation_data": {"type": "NONE"},
+            "chat_template_name": "chat-ml",
+        },
+        "training_args": {
+            "output_dir": str(output_dir),
+            "learning_rate": 3e-3,
+            "max_steps": 30,
+            "logging_steps": 5,
+            "save_strategy": "no",
+            "report_to": "none",
+            "seed": 7,
+            "disable_tqdm": True,
+        },
+        "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 8},
+        "peft_conf": {
+            "peft_type": "LORA",
+            "peft_kwargs": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
+        },
+        "run_conf": {"model": str(examples / "tiny-llama")},
+        "sft_args": {"max_seq_length": 256},
+    }
+    for section, values in sections.items():
+        merge = section in ("data_conf", "training_args", "batchsize_conf", "run_conf", "sft_args")
+        if merge and isinstance(document.get(section), dict):
+            document[section] = {**document[section], **values}
+        else:
+            document[section] = values
+    return document
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("examples"), help="folder for tiny-llama/ and data/")

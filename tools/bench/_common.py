@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ftconfig.tools._paths import EXAMPLES_DIR
-from ftconfig.tools.build_tiny_model import make_conversation
+from ftconfig.tools.build_tiny_model import make_conversation, tiny_run_document
 
 __all__ = [
     "TINY_MODEL",
@@ -100,34 +100,12 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 def tiny_config(train_path: Path, output_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """A config document for the shipped tiny model; each keyword updates that section."""
-    document: dict[str, Any] = {
-        "data_conf": {
-            "training_data": {"type": "CONCATENATION", "datasets": [{"path": str(train_path)}]},
-            "validation_data": {"type": "NONE"},
-            "chat_template_name": "chat-ml",
-        },
-        "training_args": {
-            "output_dir": str(output_dir),
-            "learning_rate": 3e-3,
-            "max_steps": 30,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": "none",
-            "seed": 7,
-            "disable_tqdm": True,
-        },
-        "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 8},
-        "peft_conf": {
-            "peft_type": "LORA",
-            "peft_kwargs": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
-        },
-        "run_conf": {"model": str(TINY_MODEL)},
+    """The shared tiny-model config, on `train_path`, logging every step, completions only, 512 tokens."""
+    defaults: dict[str, dict[str, Any]] = {
+        "data_conf": {"training_data": {"type": "CONCATENATION", "datasets": [{"path": str(train_path)}]}},
+        "training_args": {"logging_steps": 1},
         "sft_args": {"max_seq_length": 512, "train_on_completions_only": True},
     }
     for section, values in sections.items():
-        if isinstance(document.get(section), dict):
-            document[section] = {**document[section], **values}
-        else:
-            document[section] = values
-    return document
+        defaults[section] = {**defaults.get(section, {}), **values}
+    return tiny_run_document(output_dir, EXAMPLES_DIR, **defaults)
