@@ -9,27 +9,14 @@ import torch
 
 from ftconfig.runtime._collator import build_data_collator
 from ftconfig.runtime._encode import IGNORE_INDEX, encode_conversations
-from ftconfig.runtime._load import load_config
 from ftconfig.runtime._tokenizer import build_tokenizer
+from tests.test_tokenizer import make_config
 
 EOS, BOS, UNK = 2, 1, 0  # ids in the tiny tokenizer
 
 
 def build(model_dir, **data_conf):
-    config = load_config(
-        {
-            "data_conf": {
-                "training_data": {"type": "CONCATENATION", "datasets": [{"path": "train.jsonl"}]},
-                "validation_data": {"type": "NONE"},
-                **data_conf,
-            },
-            "training_args": {},
-            "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 4},
-            "peft_conf": {"peft_type": "NO_PEFT"},
-            "run_conf": {"model": str(model_dir)},
-            "sft_args": {},
-        }
-    )
+    config = make_config(model_dir, **data_conf)
     return build_tokenizer(config.run_conf, config.data_conf)
 
 
