@@ -12,7 +12,7 @@ from types import FrameType
 
 import click
 
-from ftconfig.runtime._errors import UserError
+from ftconfig.runtime.config._errors import UserError
 
 
 class _Terminated(KeyboardInterrupt):
@@ -87,8 +87,8 @@ def cli(
     overwrite: bool,
 ) -> None:
     """Train the supervised finetuning run described by CONFIG (YAML or JSON)."""
-    from ftconfig.runtime._load import load_config_file
-    from ftconfig.runtime._run import RunOptions, process_world
+    from ftconfig.runtime.config._load import load_config_file
+    from ftconfig.runtime.training._run import RunOptions, process_world
 
     if as_json and not dry_run:
         raise click.BadParameter("--json only goes with --dry-run", param_hint="--json")
@@ -108,14 +108,14 @@ def cli(
         experiment_name=experiment_name,
     )
     if dry_run:
-        from ftconfig.runtime._plan import build_plan, render_plan
-        from ftconfig.runtime._run import prepare_run
+        from ftconfig.runtime.training._plan import build_plan, render_plan
+        from ftconfig.runtime.training._run import prepare_run
 
         run = prepare_run(config, options, world_size=world_size or env_world)
         plan = build_plan(run)
         click.echo(json.dumps(plan, indent=2, ensure_ascii=False) if as_json else render_plan(run, plan))
         return
-    from ftconfig.runtime._run import train
+    from ftconfig.runtime.training._run import train
 
     _install_sigterm_handler()
     try:

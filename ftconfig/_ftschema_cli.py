@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ftconfig.runtime._errors import UserError
+from ftconfig.runtime.config._errors import UserError
 
 
 def _echo_error(error: UserError) -> None:
@@ -26,7 +26,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing for valid files.")
 def validate(files: tuple[Path, ...], quiet: bool) -> None:
     """Validate config FILES (YAML 1.2 or JSON); exit 2 if any is invalid."""
-    from ftconfig.runtime._load import load_config_file
+    from ftconfig.runtime.config._load import load_config_file
 
     exit_code = 0
     for path in files:

@@ -3,8 +3,8 @@
 Only the torch-free names are exported here so that `import ftconfig.runtime` stays fast for the validator.
 """
 
-from ftconfig.runtime._errors import ConfigError, DataError, ErrorItem, UserError
-from ftconfig.runtime._load import load_config, load_config_file, parse_document, validate_document
+from ftconfig.runtime.config._errors import ConfigError, DataError, ErrorItem, UserError
+from ftconfig.runtime.config._load import load_config, load_config_file, parse_document, validate_document
 
 __all__ = [
     "ConfigError",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from ftconfig.runtime._schema import root_schema, schema_registry
+from ftconfig.runtime.config._schema import root_schema, schema_registry
 
 if TYPE_CHECKING:
     from referencing._core import Resolver

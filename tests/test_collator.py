@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from ftconfig.runtime._collator import build_data_collator
-from ftconfig.runtime._encode import IGNORE_INDEX, encode_conversations
-from ftconfig.runtime._tokenizer import build_tokenizer
+from ftconfig.runtime.data._collator import build_data_collator
+from ftconfig.runtime.data._encode import IGNORE_INDEX, encode_conversations
+from ftconfig.runtime.data._tokenizer import build_tokenizer
 from tests.test_tokenizer import make_config
 
 EOS, BOS, UNK = 2, 1, 0  # ids in the tiny tokenizer

@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 
-from ftconfig.runtime._errors import ConfigError, DataError
-from ftconfig.runtime._load import load_config
+from ftconfig.runtime.config._errors import ConfigError, DataError
+from ftconfig.runtime.config._load import load_config
 
 datasets = pytest.importorskip("datasets")
 
-from ftconfig.runtime import _data, _prepare_cache, _records  # noqa: E402
-from ftconfig.runtime._data import PreparedData, prepare_data  # noqa: E402
-from ftconfig.runtime._encode import encode_conversations  # noqa: E402
-from ftconfig.runtime._records import read_conversations  # noqa: E402
-from ftconfig.runtime._tokenizer import build_tokenizer  # noqa: E402
+from ftconfig.runtime.data import _cache as _prepare_cache  # noqa: E402
+from ftconfig.runtime.data import _prepare as _data  # noqa: E402
+from ftconfig.runtime.data import _records  # noqa: E402
+from ftconfig.runtime.data._encode import encode_conversations  # noqa: E402
+from ftconfig.runtime.data._prepare import PreparedData, prepare_data  # noqa: E402
+from ftconfig.runtime.data._records import read_conversations  # noqa: E402
+from ftconfig.runtime.data._tokenizer import build_tokenizer  # noqa: E402
 
 BASE_DOCUMENT: dict[str, Any] = {
     "data_conf": {
@@ -263,7 +265,7 @@ def test_length_filter_keeps_length_equal_to_the_limit_and_counts_the_dropped(
     path = write_jsonl(tmp_path / "rows.jsonl", [{"messages": m} for m in rows.values()])
     lengths = lengths_of(tokenizer_and_setup, rows)
     limit = lengths["r1"]
-    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime._data"):
+    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime.data._prepare"):
         data = prepare(make_config(tiny_model_dir, concatenation(path), max_seq_length=limit))
     kept = labeller(data.train, rows)
     assert kept == [name for name in rows if lengths[name] <= limit]

@@ -44,8 +44,8 @@ from referencing.jsonschema import DRAFT202012
 
 from ftconfig.generated.config import FinetuningConfig
 from ftconfig.runtime import ConfigError
-from ftconfig.runtime._load import convert_document, to_json_data
-from ftconfig.runtime._schema import config_validator, root_schema, schema_documents
+from ftconfig.runtime.config._load import convert_document, to_json_data
+from ftconfig.runtime.config._schema import config_validator, root_schema, schema_documents
 
 BASE = "https://ftconfig.dev/schema/"
 

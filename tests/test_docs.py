@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ftconfig.runtime._load import load_config, parse_document
-from ftconfig.runtime._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.runtime.config._load import load_config, parse_document
+from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
 from ftconfig.tools import _gen_docs
 from ftconfig.tools._gen_docs import CONFIG_DOC, SHARED_LINK, render_docs, write_docs
 from ftconfig.tools._paths import DOCS_DIR, REPO_ROOT

@@ -152,6 +152,7 @@ def describe(diagnostics: list[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------------------------- completion
 
+
 # yaml-language-server 2.0.0 crashed in completion on `type: [string, null]` + `default: null`; the bundle lists
 # "null" first for those (tools/_bundle.py), and these two tests keep that workaround honest.
 def test_completion_top_level_offers_every_section(lsp: LspClient, tmp_path: Path) -> None:

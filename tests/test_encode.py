@@ -9,9 +9,14 @@ import time
 
 import pytest
 
-from ftconfig.runtime._encode import IGNORE_INDEX, encode_conversations, render_conversations, trained_text
-from ftconfig.runtime._load import load_config
-from ftconfig.runtime._tokenizer import build_tokenizer
+from ftconfig.runtime.config._load import load_config
+from ftconfig.runtime.data._encode import (
+    IGNORE_INDEX,
+    encode_conversations,
+    render_conversations,
+    trained_text,
+)
+from ftconfig.runtime.data._tokenizer import build_tokenizer
 from tests.test_templates import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 # What completions-only training learns: each assistant turn's content and its end marker, nothing else.

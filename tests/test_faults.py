@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ftconfig.runtime._checkpoints import resolve_resume
-from ftconfig.runtime._errors import ConfigError
-from ftconfig.runtime._output import replace_directory, write_json_atomic
+from ftconfig.runtime.config._errors import ConfigError
+from ftconfig.runtime.training._checkpoints import resolve_resume
+from ftconfig.runtime.training._output import replace_directory, write_json_atomic
 from tests.conftest import EXAMPLES, tiny_run_document
 
 MAX_STEPS = 12

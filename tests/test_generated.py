@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 
 import ftconfig.runtime
 from ftconfig.generated import config as generated
-from ftconfig.runtime._load import convert_document
-from ftconfig.runtime._schema import check_schemas, schema_documents
+from ftconfig.runtime.config._load import convert_document
+from ftconfig.runtime.config._schema import check_schemas, schema_documents
 from ftconfig.tools._bundle import build_bundle, write_bundle
 from ftconfig.tools._gen_code import gen_code
 from ftconfig.tools._import_training_args import import_training_args

@@ -12,16 +12,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from ftconfig.generated.config import FinetuningConfig
-from ftconfig.runtime._errors import ConfigError
-from ftconfig.runtime._load import load_config, read_document
-from ftconfig.runtime._model import (
-    check_model_reference,
-    grow_embeddings,
-    load_model,
-    model_load_kwargs,
-    save_new_basemodel,
-)
-from ftconfig.runtime._quantization import build_quantization_config, quant_storage_for_fsdp
+from ftconfig.runtime.config._errors import ConfigError
+from ftconfig.runtime.config._load import load_config, read_document
+from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
+from ftconfig.runtime.model._loading import check_model_reference, load_model, model_load_kwargs
+from ftconfig.runtime.model._quantization import build_quantization_config, quant_storage_for_fsdp
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NF4 = {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
@@ -81,7 +76,7 @@ def test_changed_model_args_are_passed_and_ones_transformers_5_dropped_warn_once
         "resume_download": True,
     }
     config = make_config(tiny_model_dir, model_args=args)
-    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime._model"):
+    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime.model._loading"):
         kwargs = model_load_kwargs(config.run_conf, config.quant_conf, use_cache=True)
         model_load_kwargs(config.run_conf, config.quant_conf, use_cache=True)
     assert kwargs == {"dtype": "auto", "use_cache": True, "attn_implementation": "eager", "revision": "v2"}
@@ -96,7 +91,7 @@ def test_trust_remote_code_is_only_passed_when_true_and_then_warns(
     off = make_config(tiny_model_dir)
     assert "trust_remote_code" not in model_load_kwargs(off.run_conf, off.quant_conf, use_cache=True)
     on = make_config(tiny_model_dir, model_args={"trust_remote_code": True})
-    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime._model"):
+    with caplog.at_level(logging.WARNING, logger="ftconfig.runtime.model._loading"):
         assert model_load_kwargs(on.run_conf, on.quant_conf, use_cache=True)["trust_remote_code"] is True
     assert "executes Python code from the model repository" in caplog.text
 

@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from ftconfig.runtime import ConfigError, load_config
-from ftconfig.runtime._collator import build_packed_collator, pack_dataset, pack_examples, packed_layout
-from ftconfig.runtime._data import prepare_data
-from ftconfig.runtime._encode import IGNORE_INDEX
-from ftconfig.runtime._run import RunOptions, train
-from ftconfig.runtime._tokenizer import build_tokenizer
+from ftconfig.runtime.data._collator import build_packed_collator, pack_dataset, pack_examples, packed_layout
+from ftconfig.runtime.data._encode import IGNORE_INDEX
+from ftconfig.runtime.data._prepare import prepare_data
+from ftconfig.runtime.data._tokenizer import build_tokenizer
+from ftconfig.runtime.training._run import RunOptions, train
 from tests.conftest import EXAMPLES, tiny_run_document
 
 CAPACITY = 128

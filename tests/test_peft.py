@@ -14,10 +14,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ftconfig.generated.config import FinetuningConfig
-from ftconfig.runtime._errors import ConfigError
-from ftconfig.runtime._load import load_config, read_document
-from ftconfig.runtime._model import grow_embeddings, load_model
-from ftconfig.runtime._peft import (
+from ftconfig.runtime.config._errors import ConfigError
+from ftconfig.runtime.config._load import load_config, read_document
+from ftconfig.runtime.model._embeddings import grow_embeddings
+from ftconfig.runtime.model._loading import load_model
+from ftconfig.runtime.model._peft import (
     apply_peft,
     build_peft_config,
     check_adapter_reference,

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ftconfig.runtime import ConfigError, load_config
-from ftconfig.runtime._resolve import resolve_run, split_batch, training_arguments_kwargs
+from ftconfig.runtime.config._resolve import resolve_run, split_batch, training_arguments_kwargs
 from tests.test_schema_validation import base_document
 
 # (total, max per device, processes) -> (per device, accumulation): the reference's tested table and more.
@@ -114,7 +114,7 @@ def test_output_dir_falls_back_to_checkpoints_path(monkeypatch: pytest.MonkeyPat
 
 
 def test_sft_config_gets_no_silent_cpu_defaults(tmp_path: Path) -> None:
-    from ftconfig.runtime._resolve import build_sft_config
+    from ftconfig.runtime.config._resolve import build_sft_config
 
     config = config_with(training_args={"output_dir": str(tmp_path)})
     args = build_sft_config(config, resolve_run(config, world_size=1))

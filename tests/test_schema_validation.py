@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from ftconfig._ftschema_cli import cli
 from ftconfig.runtime import ConfigError, load_config, parse_document, validate_document
-from ftconfig.runtime._load import apply_set_overrides, read_document
-from ftconfig.runtime._structs import variant_tag
+from ftconfig.runtime.config._load import apply_set_overrides, read_document
+from ftconfig.runtime.config._structs import variant_tag
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

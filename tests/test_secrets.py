@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ftconfig.runtime import load_config
-from ftconfig.runtime._secrets import detach_hub_token
+from ftconfig.runtime.config._secrets import detach_hub_token
 from tests.conftest import EXAMPLES, tiny_run_document
 from tests.mlflow_server import mlflow_server_fixture  # noqa: F401  (the `mlflow_server` fixture)
 
@@ -190,7 +190,7 @@ def from_pretrained_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, di
 
 
 def one_step_run(tmp_path: Path, **model_args: Any) -> Any:
-    from ftconfig.runtime._run import RunOptions, train
+    from ftconfig.runtime.training._run import RunOptions, train
 
     document = tiny_run_document(
         tmp_path / "out",
@@ -223,7 +223,7 @@ def test_trust_remote_code_stays_off_unless_the_config_says_true(
 def test_trust_remote_code_true_reaches_every_load_warns_what_it_allows_and_loads_a_plain_local_model(
     from_pretrained_calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ftconfig.runtime import _model
+    from ftconfig.runtime.model import _loading as _model
 
     _model._warn_once.cache_clear()  # the warning is given once per process
     caplog.set_level(logging.WARNING, logger="ftconfig")

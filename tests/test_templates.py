@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from ftconfig.generated.config import ChatTemplateName
-from ftconfig.runtime._templates import TEMPLATE_NAMES, chat_template_for, has_generation_markers
+from ftconfig.runtime.data._templates import TEMPLATE_NAMES, chat_template_for, has_generation_markers
 
 SYSTEM_USER_ASSISTANT = [
     {"role": "system", "content": "S"},

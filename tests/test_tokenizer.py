@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from ftconfig.runtime._errors import ConfigError
-from ftconfig.runtime._load import load_config
-from ftconfig.runtime._templates import chat_template_for
-from ftconfig.runtime._tokenizer import (
+from ftconfig.runtime.config._errors import ConfigError
+from ftconfig.runtime.config._load import load_config
+from ftconfig.runtime.data._templates import chat_template_for
+from ftconfig.runtime.data._tokenizer import (
     TokenizerSetup,
     build_tokenizer,
     check_completions_only,

@@ -14,19 +14,17 @@ from typing import Any
 import pytest
 
 from ftconfig.runtime import ConfigError, load_config
-from ftconfig.runtime._output import resolved_config_document
-from ftconfig.runtime._resolve import resolve_run
-from ftconfig.runtime._run import RunOptions
-from ftconfig.runtime._tracking import (
-    TrackingPlan,
-    adjust_report_to,
+from ftconfig.runtime.config._report_to import adjust_report_to
+from ftconfig.runtime.config._resolve import resolve_run
+from ftconfig.runtime.tracking._mlflow import (
     check_tracking_server,
     finish_tracking,
     flatten_params,
-    resolve_tracking,
     start_tracking,
     tracked_run,
 )
+from ftconfig.runtime.tracking._plan import TrackingPlan, resolve_tracking
+from ftconfig.runtime.training._output import resolved_config_document
 from tests.mlflow_server import mlflow_server_fixture  # noqa: F401 - provides the mlflow_server fixture
 from tests.test_schema_validation import base_document
 
@@ -67,7 +65,7 @@ def test_cli_wins_over_config_which_wins_over_the_environment(
     cli: str | None, in_config: bool, env: dict[str, str], expected: tuple[str, str] | None
 ) -> None:
     config = make_config(tracking_section() if in_config else None)
-    plan = resolve_tracking(config, RunOptions(mlflow_server_uri=cli), env)
+    plan = resolve_tracking(config, env, mlflow_server_uri=cli)
     assert (None if plan is None else (plan.source, plan.tracking_uri)) == expected
 
 
@@ -84,21 +82,21 @@ def test_experiment_name_follows_the_same_precedence_and_defaults_to_default(
     cli: str | None, in_config: bool, env: dict[str, str], expected: str
 ) -> None:
     config = make_config(tracking_section() if in_config else None)
-    plan = resolve_tracking(config, RunOptions(mlflow_server_uri="http://cli:1", experiment_name=cli), env)
+    plan = resolve_tracking(config, env, mlflow_server_uri="http://cli:1", experiment_name=cli)
     assert plan is not None
     assert plan.experiment_name == expected
     assert plan.experiment_given == (expected != "default")
 
 
 def test_run_name_comes_from_tracking_then_training_args_then_a_unique_name() -> None:
-    options = RunOptions(mlflow_server_uri="http://cli:1")
+    options = {"mlflow_server_uri": "http://cli:1"}
     named = make_config(tracking_section(run_name="mine"), run_name="ta-name")
-    assert resolve_tracking(named, options, {}).run_name == "mine"  # type: ignore[union-attr]
-    assert resolve_tracking(make_config(None, run_name="ta-name"), options, {}).run_name == "ta-name"  # type: ignore[union-attr]
+    assert resolve_tracking(named, {}, **options).run_name == "mine"  # type: ignore[union-attr]
+    assert resolve_tracking(make_config(None, run_name="ta-name"), {}, **options).run_name == "ta-name"  # type: ignore[union-attr]
     random.seed(0)
     state = random.getstate()
     names = {
-        resolve_tracking(make_config(None, output_dir="out/my-run"), options, {}).run_name  # type: ignore[union-attr]
+        resolve_tracking(make_config(None, output_dir="out/my-run"), {}, **options).run_name  # type: ignore[union-attr]
         for _ in range(5)
     }
     assert random.getstate() == state, "the seeded random state must not move"
@@ -108,14 +106,14 @@ def test_run_name_comes_from_tracking_then_training_args_then_a_unique_name() ->
 
 def test_run_id_comes_from_the_config_or_with_an_environment_uri_from_the_environment() -> None:
     env = {"MLFLOW_TRACKING_URI": "http://env:3", "MLFLOW_RUN_ID": "envrun"}
-    from_config = resolve_tracking(make_config(tracking_section(run_id="cfgrun")), RunOptions(), env)
+    from_config = resolve_tracking(make_config(tracking_section(run_id="cfgrun")), env)
     assert from_config is not None and (from_config.run_id, from_config.run_id_location) == (
         "cfgrun",
         "$.tracking.run_id",
     )
-    from_env = resolve_tracking(make_config(None), RunOptions(), env)
+    from_env = resolve_tracking(make_config(None), env)
     assert from_env is not None and (from_env.run_id, from_env.run_id_location) == ("envrun", "MLFLOW_RUN_ID")
-    cli = resolve_tracking(make_config(None), RunOptions(mlflow_server_uri="http://cli:1"), env)
+    cli = resolve_tracking(make_config(None), env, mlflow_server_uri="http://cli:1")
     assert cli is not None and cli.run_id is None
 
 
@@ -134,13 +132,13 @@ def test_run_id_comes_from_the_config_or_with_an_environment_uri_from_the_enviro
     ],
 )
 def test_hf_mlflow_log_artifacts_takes_a_bool_or_the_seeds_string(value: Any, expected: bool) -> None:
-    plan = resolve_tracking(make_config(tracking_section(hf_mlflow_log_artifacts=value)), RunOptions(), {})
+    plan = resolve_tracking(make_config(tracking_section(hf_mlflow_log_artifacts=value)), {})
     assert plan is not None and plan.log_artifacts is expected
 
 
 def test_log_artifacts_comes_from_the_environment_without_a_tracking_section() -> None:
     env = {"MLFLOW_TRACKING_URI": "http://env:3", "HF_MLFLOW_LOG_ARTIFACTS": "1"}
-    plan = resolve_tracking(make_config(None), RunOptions(), env)
+    plan = resolve_tracking(make_config(None), env)
     assert plan is not None and plan.log_artifacts
 
 
@@ -157,35 +155,33 @@ def test_a_file_store_or_mistyped_uri_is_a_config_error_before_anything_runs(
     uri: str, location: str, word: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        resolve_tracking(make_config(tracking_section(uri)), RunOptions(), {})
+        resolve_tracking(make_config(tracking_section(uri)), {})
     assert caught.value.items[0].location == location
     assert word in str(caught.value)
 
 
 def test_the_file_store_is_allowed_when_the_user_opts_in_as_mlflow_offers() -> None:
-    plan = resolve_tracking(
-        make_config(tracking_section("./mlruns")), RunOptions(), {"MLFLOW_ALLOW_FILE_STORE": "true"}
-    )
+    plan = resolve_tracking(make_config(tracking_section("./mlruns")), {"MLFLOW_ALLOW_FILE_STORE": "true"})
     assert plan is not None and plan.tracking_uri == "./mlruns"
 
 
 def test_database_uris_with_a_driver_are_accepted() -> None:
     for uri in ("sqlite:///mlflow.db", "postgresql+psycopg2://u@db/mlflow", "databricks", "https://h"):
-        options = RunOptions(mlflow_server_uri=uri)
-        assert resolve_tracking(make_config(None), options, {}) is not None, uri
+        options = {"mlflow_server_uri": uri}
+        assert resolve_tracking(make_config(None), {}, **options) is not None, uri
 
 
 def test_our_schemes_are_ones_mlflow_registers() -> None:
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
-    from ftconfig.runtime._tracking import _SCHEMES
+    from ftconfig.runtime.tracking._mlflow import _SCHEMES
 
     assert set(_SCHEMES) <= set(_tracking_store_registry._registry)
 
 
 def test_the_plan_never_shows_credentials() -> None:
     uri = f"http://alice:{PASSWORD}@host:5000"
-    plan = resolve_tracking(make_config(tracking_section(uri)), RunOptions(), {})
+    plan = resolve_tracking(make_config(tracking_section(uri)), {})
     assert plan is not None
     assert PASSWORD not in repr(plan) and PASSWORD not in plan.display_uri
     assert PASSWORD in plan.secrets
@@ -197,7 +193,7 @@ def test_an_unreachable_server_fails_in_seconds_with_the_uri_location() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    plan = resolve_tracking(make_config(None), RunOptions(mlflow_server_uri=f"http://127.0.0.1:{port}"), {})
+    plan = resolve_tracking(make_config(None), {}, mlflow_server_uri=f"http://127.0.0.1:{port}")
     assert plan is not None
     started = time.monotonic()
     with pytest.raises(ConfigError) as caught:
@@ -312,7 +308,7 @@ def secret_config(uri: str, **tracking: Any) -> Any:
 
 def start(config: Any, environ: dict[str, str] | None = None) -> tuple[TrackingPlan, str, dict[str, str]]:
     environ = {} if environ is None else environ
-    plan = resolve_tracking(config, RunOptions(), environ)
+    plan = resolve_tracking(config, environ)
     assert plan is not None
     document = resolved_config_document(config, resolve_run(config, world_size=1))
     run_id = start_tracking(plan, document, is_main=True, environ=environ)
@@ -410,7 +406,7 @@ def test_a_run_id_from_another_experiment_is_a_config_error(mlflow_server: str) 
 def test_a_non_main_rank_creates_no_run(mlflow_server: str) -> None:
     client = client_for(mlflow_server)
     config = secret_config(mlflow_server)
-    plan = resolve_tracking(config, RunOptions(), {})
+    plan = resolve_tracking(config, {})
     experiment = client.get_experiment_by_name("ftconfig-tests")
     count = len(client.search_runs([experiment.experiment_id])) if experiment else 0
     document = resolved_config_document(config, resolve_run(config, world_size=2))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ftconfig.runtime import load_config
-from ftconfig.runtime._run import RunOptions, train
+from ftconfig.runtime.training._run import RunOptions, train
 from tests.conftest import EXAMPLES, tiny_run_document
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import copy
 import json
 from typing import Any
 
-from ftconfig.runtime._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
 from ftconfig.tools._paths import BUNDLE_FILE
 
 BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from ftconfig.runtime._errors import UserError
+from ftconfig.runtime.config._errors import UserError
 from ftconfig.tools._paths import DOCS_DIR, EXAMPLES_DIR, SCHEMA_DIR
 
 YAML_BLOCK = re.compile(r"^```ya?ml\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -31,8 +31,8 @@ def run_all_checks(echo: Callable[[str], None]) -> int:
     """Run the checks, echo one line each, and return the number of problems."""
     from jsonschema.exceptions import SchemaError
 
-    from ftconfig.runtime._load import load_config, parse_document
-    from ftconfig.runtime._schema import check_schemas
+    from ftconfig.runtime.config._load import load_config, parse_document
+    from ftconfig.runtime.config._schema import check_schemas
     from ftconfig.tools._bundle import write_bundle
     from ftconfig.tools._gen_code import gen_code
     from ftconfig.tools._gen_docs import write_docs

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime._schema import ROOT_SCHEMA_NAME, schema_documents, schema_registry
+from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents, schema_registry
 from ftconfig.tools._paths import DOCS_DIR
 
 if TYPE_CHECKING:

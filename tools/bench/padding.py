@@ -1,7 +1,7 @@
 """Padding benchmark: pad tokens per batch and real (non-pad) tokens/s on a length-skewed dataset, padded vs packed.
 
 The data is mostly short chats plus a tenth of long ones (tools/bench/_common.skewed_conversations). Every row
-trains the tiny model through the real run (`ftconfig.runtime._run.train`) for about the same number of real
+trains the tiny model through the real run (`ftconfig.runtime.training._run.train`) for about the same number of real
 tokens; the collator ftconfig builds is wrapped to count, per batch, the positions the model computes and the
 real tokens among them. tokens/s = real tokens / train_runtime. Rows: padded batches (each padded to its longest
 example), packing with the layout ftconfig picks for sdpa ("rows": one row per pack), and packing forced to
@@ -55,7 +55,7 @@ class Measured:
 @contextmanager
 def _counting_collators(measured: Measured, layout: str | None) -> Iterator[None]:
     """Wrap the collators the run builds so that every batch is counted; optionally force a packed layout."""
-    from ftconfig.runtime import _collator
+    from ftconfig.runtime.data import _collator
 
     def counting(build: Callable[..., Any]) -> Callable[..., Any]:
         def builder(*args: Any, **kwargs: Any) -> Any:
@@ -83,7 +83,7 @@ def _counting_collators(measured: Measured, layout: str | None) -> Iterator[None
 def measure(document: dict[str, Any], cache_dir: Path, *, layout: str | None = None) -> Measured:
     """Train the config through the real run and count what its batches held; `layout` forces a packed layout."""
     from ftconfig.runtime import load_config
-    from ftconfig.runtime._run import RunOptions, train
+    from ftconfig.runtime.training._run import RunOptions, train
 
     measured = Measured()
     with _counting_collators(measured, layout):
@@ -116,8 +116,8 @@ def main() -> None:
     import numpy as np
 
     from ftconfig.runtime import load_config
-    from ftconfig.runtime._collator import pack_examples
-    from ftconfig.runtime._run import RunOptions, prepare_run
+    from ftconfig.runtime.data._collator import pack_examples
+    from ftconfig.runtime.training._run import RunOptions, prepare_run
 
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="ftconfig-bench-padding-"))

@@ -7,7 +7,7 @@ The tokenizer: the tiny one with the chat-ml template installed by ftconfig's bu
 Each row runs in a fresh process, twice (the faster run is shown); only the preparation is timed (imports and the
 tokenizer come first), as wall and as CPU time (user + system: steadier on a shared machine), and the peak RSS is
 read with getrusage (Δ = above the process's peak before the preparation started).
-- ftconfig rows use the real path, `runtime._data.prepare_data` (read + check the JSONL, render, tokenise and
+- ftconfig rows use the real path, `runtime.data._prepare.prepare_data` (read + check the JSONL, render, tokenise and
   mask with `encode_conversations` in `Dataset.map`, length filter), without its cache, then with an empty cache
   (prepare + store) and again with that cache (the second run of the same config).
 - TRL rows use TRL's own preparation, `SFTTrainer._prepare_dataset` with assistant_only_loss=True (tokenise
@@ -61,7 +61,7 @@ def _config(data_file: Path, work: Path) -> Any:
 
 
 def _tokenizer(config: Any) -> tuple[Any, Any]:
-    from ftconfig.runtime._tokenizer import build_tokenizer
+    from ftconfig.runtime.data._tokenizer import build_tokenizer
 
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     return tokenizer, setup
@@ -88,7 +88,7 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     import datasets
 
-    from ftconfig.runtime._data import prepare_data
+    from ftconfig.runtime.data._prepare import prepare_data
 
     quiet_libraries()
     config = _config(data_file, work)
@@ -132,7 +132,7 @@ def _compare(data_file: Path, work: Path, count: int) -> str:
     """Token ids and labels of the first `count` conversations, ftconfig against TRL."""
     import datasets
 
-    from ftconfig.runtime._encode import encode_conversations
+    from ftconfig.runtime.data._encode import encode_conversations
 
     quiet_libraries()
     config = _config(data_file, work)

@@ -14,246 +14,28 @@ import json
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
-
-from ftconfig.runtime._errors import ConfigError, ErrorItem
-from ftconfig.runtime._secrets import REDACTED, redact_uri, secret_values
-
-if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
-    from ftconfig.runtime._run import RunOptions
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._secrets import REDACTED, redact_uri
+from ftconfig.runtime.tracking._plan import TrackingPlan
 
 __all__ = [
-    "TrackingPlan",
-    "adjust_report_to",
     "check_tracking_server",
     "finish_tracking",
     "flatten_params",
-    "resolve_tracking",
     "start_tracking",
     "tracked_run",
 ]
 
 logger = logging.getLogger("ftconfig")
 
-DEFAULT_EXPERIMENT = "default"
 ARTIFACT_NAME = "resolved_config.json"  # the same name and content as the file next to the checkpoints
 VERSION_TAG_PREFIX = "ftconfig.version."
-_TRUE_VALUES = {"1", "true", "yes", "on"}
-# Tracking-store schemes MLflow 3.17 knows (a test compares them with MLflow's own registry). A database URI may
-# carry a driver: postgresql+psycopg2://.
-_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
-_FILE_STORE_HINT = (
-    "MLflow 3.17 keeps the local file store in maintenance mode and refuses it. Use a database file such as "
-    "sqlite:///mlflow.db or an http(s) server, or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway."
-)
 _PROBE_TIMEOUT_S = 5.0
-_MIN_SCRUB_LENGTH = 6  # shorter "secrets" (a user name like "user") would garble ordinary values
-
-Source = Literal["cli", "config", "env"]
-
-
-@dataclass(frozen=True)
-class TrackingPlan:
-    """Where and how a job is tracked; `resolve_tracking` returns None when tracking is off.
-
-    `tracking_uri` keeps any credentials (the client needs them); `display_uri` is the one to show.
-    """
-
-    tracking_uri: str = field(repr=False)
-    experiment_name: str
-    run_id: str | None
-    run_name: str
-    log_artifacts: bool
-    source: Source
-    # False for the "default" fallback: a continued run then keeps its own experiment.
-    experiment_given: bool = True
-    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def display_uri(self) -> str:
-        return redact_uri(self.tracking_uri)
-
-    @property
-    def uri_location(self) -> str:
-        return {
-            "cli": "--mlflow-server-uri",
-            "config": "$.tracking.mlflow_server_uri",
-            "env": "MLFLOW_TRACKING_URI",
-        }[self.source]
-
-    @property
-    def run_id_location(self) -> str:
-        return "MLFLOW_RUN_ID" if self.source == "env" else "$.tracking.run_id"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Resolution (pure: no network, no mlflow import)
-
-
-def resolve_tracking(
-    config: FinetuningConfig, options: RunOptions, environ: Mapping[str, str]
-) -> TrackingPlan | None:
-    """Decide whether and where a job is tracked, without contacting the server.
-
-    Precedence: `--mlflow-server-uri` > `config.tracking` > env `MLFLOW_TRACKING_URI` (an empty value is unset,
-    and env `DISABLE_MLFLOW_INTEGRATION=TRUE` turns only the environment source off). Experiment:
-    `--experiment-name` > `tracking.experiment_name` > env `MLFLOW_EXPERIMENT_NAME` > "default". Run:
-    `tracking.run_id` (or env `MLFLOW_RUN_ID` when the URI also comes from the environment) continues that run;
-    otherwise a new run named `tracking.run_name` > `training_args.run_name` > `<output dir>-<time>-<random>`.
-
-    Raises:
-        ConfigError: the URI has an unknown scheme or is a local file store MLflow 3.17 refuses.
-    """
-    tracking = config.tracking
-    uri: str | None
-    if options.mlflow_server_uri:
-        uri, source = options.mlflow_server_uri, "cli"
-    elif tracking is not None:
-        uri, source = tracking.mlflow_server_uri, "config"
-    elif environ.get("MLFLOW_TRACKING_URI") and not _is_true(environ.get("DISABLE_MLFLOW_INTEGRATION")):
-        uri, source = environ["MLFLOW_TRACKING_URI"], "env"
-    else:
-        return None
-    experiment = (
-        options.experiment_name
-        or (tracking.experiment_name if tracking else None)
-        or environ.get("MLFLOW_EXPERIMENT_NAME")
-    )
-    run_id = tracking.run_id if tracking else None
-    if run_id is None and source == "env":
-        run_id = environ.get("MLFLOW_RUN_ID") or None
-    if tracking is not None:
-        log_artifacts = _is_true(tracking.hf_mlflow_log_artifacts)
-    else:
-        log_artifacts = _is_true(environ.get("HF_MLFLOW_LOG_ARTIFACTS"))
-    plan = TrackingPlan(
-        tracking_uri=uri,
-        experiment_name=experiment or DEFAULT_EXPERIMENT,
-        run_id=run_id,
-        run_name=(tracking.run_name if tracking else None)
-        or config.training_args.run_name
-        or unique_run_name(config),
-        log_artifacts=log_artifacts,
-        source=source,  # type: ignore[arg-type]
-        experiment_given=experiment is not None,
-        secrets=_secrets(config, uri, environ),
-    )
-    _check_uri(plan, environ)
-    return plan
-
-
-def unique_run_name(config: FinetuningConfig) -> str:
-    """`<output dir name>-<YYYYmmdd-HHMMSS>-<4 hex>`: from system entropy, so the seeded `random` stays put.
-
-    MLflow's own random names repeat across runs seeded alike (two seed-0 runs were both "overjoyed-slug-911").
-    """
-    from ftconfig.runtime._resolve import resolve_output_dir
-
-    base = Path(resolve_output_dir(config)).name or "run"
-    return f"{base}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
-
-
-def _is_true(value: object) -> bool:
-    """A bool, or the seed's string form: "1", "true", "yes", "on" in any case are true."""
-    if isinstance(value, bool):
-        return value
-    return isinstance(value, str) and value.strip().lower() in _TRUE_VALUES
-
-
-def _secrets(config: FinetuningConfig, uri: str, environ: Mapping[str, str]) -> tuple[str, ...]:
-    document = msgspec.to_builtins(config)
-    found = set(secret_values(document, dict(environ)))
-    found |= set(secret_values({"tracking": {"mlflow_server_uri": uri}}, {}))  # a CLI/env URI's credentials
-    return tuple(sorted((value for value in found if len(value) >= _MIN_SCRUB_LENGTH), key=len, reverse=True))
-
-
-def _check_uri(plan: TrackingPlan, environ: Mapping[str, str]) -> None:
-    uri = plan.tracking_uri
-    scheme = uri.lower() if uri.lower() in _SCHEMES else urlsplit(uri).scheme.lower()  # "databricks" alone
-    if len(scheme) == 1:  # C:\mlruns: a Windows drive, not a scheme
-        scheme = ""
-    if scheme in ("", "file"):
-        if _is_true(environ.get("MLFLOW_ALLOW_FILE_STORE")):
-            return
-        raise ConfigError(
-            ErrorItem(plan.uri_location, f"{plan.display_uri!r} is a local file store", _FILE_STORE_HINT)
-        )
-    if scheme.split("+", 1)[0] not in _SCHEMES:
-        raise ConfigError(
-            ErrorItem(
-                plan.uri_location,
-                f"{plan.display_uri!r} has an unknown scheme {scheme + '://'!r}",
-                "Use http(s)://host:port for a server or sqlite:///mlflow.db for a local database file.",
-            )
-        )
-    if scheme in ("http", "https"):
-        try:
-            urlsplit(uri).port  # noqa: B018 - raises on a non-numeric port
-        except ValueError:
-            raise ConfigError(
-                ErrorItem(
-                    plan.uri_location,
-                    f"{plan.display_uri!r} has an invalid port",
-                    "Write it as http://host:5000.",
-                )
-            ) from None
-        if not urlsplit(uri).hostname:
-            raise ConfigError(
-                ErrorItem(
-                    plan.uri_location, f"{plan.display_uri!r} names no host", "Write it as http://host:5000."
-                )
-            )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# report_to
-
-
-def adjust_report_to(
-    report_to: str | Sequence[str] | None, enabled: bool, *, available: Sequence[str] | None = None
-) -> list[str]:
-    """The integrations transformers should report to: what the user asked for, with "mlflow" on or off.
-
-    Accepts every form transformers does (None, "none", "all", one name, a list, ["none"]) and always returns a
-    list that transformers accepts: "none" is dropped (transformers rejects it inside a list), and "all" is
-    expanded to the installed integrations (`available`, by default asked of transformers) because "all but
-    mlflow" is otherwise not expressible. "mlflow" is then added when tracking is enabled on this process and
-    removed otherwise: ftconfig, not report_to, decides whether MLflow is used (as the reference did).
-    """
-    if report_to is None:
-        names: list[str] = []
-    elif isinstance(report_to, str):
-        names = [report_to]
-    else:
-        names = list(report_to)
-    result: list[str] = []
-    for name in names:
-        keyword = name.strip().lower()
-        if keyword == "none":
-            continue
-        if keyword == "all":
-            if available is None:
-                from transformers.integrations.integration_utils import get_available_reporting_integrations
-
-                available = list(get_available_reporting_integrations())  # type: ignore[no-untyped-call]
-            expanded = list(available)
-        else:
-            expanded = ["mlflow" if keyword == "mlflow" else name]
-        result += [item for item in expanded if item != "mlflow" and item not in result]
-    return [*result, "mlflow"] if enabled else result
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The run
 
 
 def flatten_params(document: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

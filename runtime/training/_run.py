@@ -16,21 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime._checkpoints import (
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._resolve import ResolvedRun, resolve_run
+from ftconfig.runtime.tracking._mlflow import check_tracking_server
+from ftconfig.runtime.tracking._plan import resolve_tracking
+from ftconfig.runtime.training._checkpoints import (
     checkpoint_step,
     guard_output_dir,
     remove_numbered_checkpoints,
     resolve_resume,
 )
-from ftconfig.runtime._errors import ConfigError, ErrorItem
-from ftconfig.runtime._resolve import ResolvedRun, resolve_run
-from ftconfig.runtime._tracking import check_tracking_server, resolve_tracking
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
-    from ftconfig.runtime._data import PreparedData
-    from ftconfig.runtime._tokenizer import TokenizerSetup
-    from ftconfig.runtime._tracking import TrackingPlan
+    from ftconfig.runtime.data._prepare import PreparedData
+    from ftconfig.runtime.data._tokenizer import TokenizerSetup
+    from ftconfig.runtime.tracking._plan import TrackingPlan
 
 logger = logging.getLogger("ftconfig")
 
@@ -94,7 +95,7 @@ def _check_combinations(config: FinetuningConfig) -> None:
 
 def _check_packing_attention(attn_implementation: str | None) -> str:
     """The packed batch layout for an attention implementation; a ConfigError when it would mix examples."""
-    from ftconfig.runtime._collator import packed_layout
+    from ftconfig.runtime.data._collator import packed_layout
 
     layout = packed_layout(attn_implementation)
     if layout is None:
@@ -132,15 +133,24 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     )
     _check_combinations(config)
     # A bad or unreachable tracking server is found now, not after the data is prepared or the model trained.
-    tracking = resolve_tracking(config, options, os.environ)
+    tracking = resolve_tracking(
+        config,
+        os.environ,
+        mlflow_server_uri=options.mlflow_server_uri,
+        experiment_name=options.experiment_name,
+    )
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
-    from ftconfig.runtime._data import default_cache_dir, prepare_data
-    from ftconfig.runtime._model import check_model_reference
-    from ftconfig.runtime._peft import check_adapter_reference, check_adapter_vocabulary, check_peft_kwargs
-    from ftconfig.runtime._resolve import build_sft_config
-    from ftconfig.runtime._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+    from ftconfig.runtime.config._resolve import build_sft_config
+    from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
+    from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+    from ftconfig.runtime.model._loading import check_model_reference
+    from ftconfig.runtime.model._peft import (
+        check_adapter_reference,
+        check_adapter_vocabulary,
+        check_peft_kwargs,
+    )
 
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
@@ -193,9 +203,10 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     from transformers import enable_full_determinism, set_seed
 
     from ftconfig.generated.config import NoPeftConfig
-    from ftconfig.runtime._model import grow_embeddings, load_model, save_new_basemodel
-    from ftconfig.runtime._peft import apply_peft
-    from ftconfig.runtime._quantization import quant_storage_for_fsdp
+    from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
+    from ftconfig.runtime.model._loading import load_model
+    from ftconfig.runtime.model._peft import apply_peft
+    from ftconfig.runtime.model._quantization import quant_storage_for_fsdp
 
     config = run.config
     # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
@@ -231,8 +242,8 @@ def _report_resume(run: PreparedRun) -> None:
     """On resume, say what differs from the run that wrote the checkpoint (the current config wins)."""
     import json
 
-    from ftconfig.runtime._checkpoints import config_changes
-    from ftconfig.runtime._output import RESOLVED_CONFIG_NAME, resolved_config_document
+    from ftconfig.runtime.training._checkpoints import config_changes
+    from ftconfig.runtime.training._output import RESOLVED_CONFIG_NAME, resolved_config_document
 
     previous_path = run.output_dir / RESOLVED_CONFIG_NAME
     if not run.resume or not previous_path.is_file():
@@ -270,7 +281,7 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
     Packs are laid out for the attention implementation the model really loaded with (the default is only
     known now); TRL's own packing is not used because it needs its own collator and its own preparation.
     """
-    from ftconfig.runtime._collator import build_data_collator, build_packed_collator, pack_dataset
+    from ftconfig.runtime.data._collator import build_data_collator, build_packed_collator, pack_dataset
 
     data = run.data
     if not run.config.sft_args.packing:
@@ -291,8 +302,8 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
 
 def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
-    from ftconfig.runtime._output import resolved_config_document
-    from ftconfig.runtime._tracking import start_tracking, tracked_run
+    from ftconfig.runtime.tracking._mlflow import start_tracking, tracked_run
+    from ftconfig.runtime.training._output import resolved_config_document
 
     world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
@@ -307,14 +318,14 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
     from trl import SFTTrainer
 
-    from ftconfig.runtime._output import (
+    from ftconfig.runtime.config._secrets import detach_hub_token
+    from ftconfig.runtime.training._output import (
         RESOLVED_CONFIG_NAME,
         replace_directory,
         resolved_config_document,
         write_json_atomic,
     )
-    from ftconfig.runtime._rotation import NumberedCheckpointRotation
-    from ftconfig.runtime._secrets import detach_hub_token
+    from ftconfig.runtime.training._rotation import NumberedCheckpointRotation
 
     config = run.config
     final_dir = run.output_dir / config.run_conf.final_checkpoint_name

@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 # Bump when the preparation's output changes for the same inputs (the sources of the modules below count too).
 PREPARE_VERSION = 1
 _CODE_MODULES = (
-    "ftconfig.runtime._records",
-    "ftconfig.runtime._data",
-    "ftconfig.runtime._encode",
-    "ftconfig.runtime._prepare_cache",
+    "ftconfig.runtime.data._records",
+    "ftconfig.runtime.data._prepare",
+    "ftconfig.runtime.data._encode",
+    "ftconfig.runtime.data._cache",
 )
 _META = "meta.json"
 _COLUMNS = {"input_ids", "labels", "length"}

@@ -11,7 +11,7 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
-from ftconfig.runtime._errors import ErrorItem
+from ftconfig.runtime.config._errors import ErrorItem
 
 JSON_TYPE_WORDS = {
     "object": "a mapping",

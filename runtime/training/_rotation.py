@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ftconfig.runtime._checkpoints import numbered_checkpoints
+from ftconfig.runtime.training._checkpoints import numbered_checkpoints
 
 logger = logging.getLogger("ftconfig")
 

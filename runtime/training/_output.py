@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ftconfig.runtime._secrets import redact_config
+from ftconfig.runtime.config._secrets import redact_config
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
-    from ftconfig.runtime._resolve import ResolvedRun
+    from ftconfig.runtime.config._resolve import ResolvedRun
 
 RESOLVED_CONFIG_NAME = "resolved_config.json"
 LIBRARIES = (

@@ -9,7 +9,7 @@ from typing import Annotated, TypedDict
 
 import msgspec
 
-from ftconfig.runtime._errors import DataError, ErrorItem
+from ftconfig.runtime.config._errors import DataError, ErrorItem
 
 __all__ = ["ChatMessage", "ChatRecord", "Conversation", "read_conversations", "read_file_bytes"]
 

@@ -16,9 +16,10 @@ from peft import PeftModel, PeftType, get_peft_model, prepare_model_for_kbit_tra
 from transformers import PreTrainedModel
 
 from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
-from ftconfig.runtime._errors import ConfigError, ErrorItem
-from ftconfig.runtime._model import embedding_rows, looks_like_hub_id
-from ftconfig.runtime._schema_errors import describe_value, suggest
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._schema_errors import describe_value, suggest
+from ftconfig.runtime.model._loading import embedding_rows
+from ftconfig.runtime.model._references import looks_like_hub_id
 
 __all__ = [
     "apply_peft",

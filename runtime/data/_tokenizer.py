@@ -13,8 +13,8 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ftconfig.generated.config import ChatTrainValidConfig, RunConfig
-from ftconfig.runtime._errors import ConfigError, ErrorItem, UserError
-from ftconfig.runtime._templates import ChatTemplate, chat_template_for, has_generation_markers
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
+from ftconfig.runtime.data._templates import ChatTemplate, chat_template_for, has_generation_markers
 
 __all__ = [
     "TokenizerSetup",
@@ -76,7 +76,7 @@ def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     except UserError:
         raise
     except Exception as exc:
-        from ftconfig.runtime._model import looks_like_hub_id
+        from ftconfig.runtime.model._references import looks_like_hub_id
 
         if not Path(source).expanduser().exists() and not looks_like_hub_id(source):
             # transformers would call a missing path a malformed Hub repo id; say what is really wrong.

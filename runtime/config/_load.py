@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ftconfig.runtime._errors import ConfigError, ErrorItem
-from ftconfig.runtime._schema import config_validator
-from ftconfig.runtime._schema_errors import describe_errors
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._schema import config_validator
+from ftconfig.runtime.config._schema_errors import describe_errors
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig

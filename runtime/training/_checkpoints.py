@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE_NAME = "trainer_state.json"

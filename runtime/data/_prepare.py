@@ -21,19 +21,19 @@ from ftconfig.generated.config import (
     NoneDataInput,
     WeightedMixDataInput,
 )
-from ftconfig.runtime._encode import encode_conversations
-from ftconfig.runtime._errors import ConfigError, DataError, ErrorItem
-from ftconfig.runtime._prepare_cache import (
+from ftconfig.runtime.config._errors import ConfigError, DataError, ErrorItem
+from ftconfig.runtime.data._cache import (
     cache_key,
     default_cache_dir,
     load_prepared,
     store_prepared,
     tokenizer_fingerprint,
 )
-from ftconfig.runtime._records import Conversation, read_conversations, read_file_bytes
+from ftconfig.runtime.data._encode import encode_conversations
+from ftconfig.runtime.data._records import Conversation, read_conversations, read_file_bytes
 
 if TYPE_CHECKING:
-    from ftconfig.runtime._tokenizer import TokenizerSetup
+    from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
 __all__ = ["PreparedData", "default_cache_dir", "prepare_data"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime._structs import variant_tag
+from ftconfig.runtime.config._structs import variant_tag
 
 if TYPE_CHECKING:
-    from ftconfig.runtime._run import PreparedRun
+    from ftconfig.runtime.training._run import PreparedRun
 
 
 def optimizer_steps(run: PreparedRun) -> int:
@@ -18,7 +18,7 @@ def optimizer_steps(run: PreparedRun) -> int:
         return resolved.max_steps
     rows = len(run.data.train)
     if run.config.sft_args.packing:  # a batch then holds packs of examples, as the run will build them
-        from ftconfig.runtime._collator import pack_examples
+        from ftconfig.runtime.data._collator import pack_examples
 
         lengths = run.data.train.with_format("numpy", columns=["length"])[:]["length"]
         rows = len(pack_examples(lengths, int(run.config.sft_args.max_seq_length)))
@@ -29,7 +29,7 @@ def optimizer_steps(run: PreparedRun) -> int:
 
 def first_example(run: PreparedRun) -> dict[str, str]:
     """The first training example as rendered text (special tokens kept) and the part that is trained."""
-    from ftconfig.runtime._encode import trained_text
+    from ftconfig.runtime.data._encode import trained_text
 
     row = run.data.train[0]
     return {

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ftconfig.runtime._errors import ConfigError, ErrorItem
-from ftconfig.runtime._tracking import adjust_report_to
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._report_to import adjust_report_to
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig

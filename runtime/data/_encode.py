@@ -9,7 +9,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from ftconfig.runtime._tokenizer import TokenizerSetup
+from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
 __all__ = ["IGNORE_INDEX", "encode_conversations", "render_conversations", "trained_text"]
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ftconfig.runtime._encode import IGNORE_INDEX
-from ftconfig.runtime._tokenizer import TokenizerSetup
+from ftconfig.runtime.data._encode import IGNORE_INDEX
+from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
 __all__ = [
     "build_data_collator",

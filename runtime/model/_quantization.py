@@ -13,7 +13,7 @@ from ftconfig.generated.config import (
     NoQuantizationConfig,
     SilogenTrainingArguments,
 )
-from ftconfig.runtime._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 
 __all__ = ["build_quantization_config", "quant_storage_for_fsdp"]
 
