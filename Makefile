@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LSP_VERSION := 2.0.0
 
-.PHONY: setup setup-lsp quickstart test lint check bench clean
+.PHONY: setup setup-lsp quickstart test test-fast lint check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ lint:
 test: setup setup-lsp
 	$(BIN)/ftschema check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The inner loop: everything but the tests marked slow (training runs, real processes, long property tests).
+test-fast:
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 bench:
 	$(BIN)/python -m ftconfig.tools.bench.startup

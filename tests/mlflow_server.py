@@ -1,4 +1,4 @@
-"""A real `mlflow server` (sqlite backend, local artifacts, one worker): import `mlflow_server_fixture` to use it."""
+"""A real `mlflow server` (sqlite backend, local artifacts, one worker); conftest's `mlflow_server` fixture uses it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+__all__ = ["running_mlflow_server"]
 
 HEALTH_TIMEOUT_S = 60.0
 
@@ -92,10 +92,3 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-
-
-@pytest.fixture(scope="session", name="mlflow_server")
-def mlflow_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URI of a real MLflow tracking server, shared by the session's tests."""
-    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
-        yield uri

@@ -10,13 +10,13 @@ import torch
 from ftconfig.runtime.data._collator import build_data_collator
 from ftconfig.runtime.data._encode import IGNORE_INDEX, encode_conversations
 from ftconfig.runtime.data._tokenizer import build_tokenizer
-from tests.test_tokenizer import make_config
+from tests.helpers import make_config
 
 EOS, BOS, UNK = 2, 1, 0  # ids in the tiny tokenizer
 
 
 def build(model_dir, **data_conf):
-    config = make_config(model_dir, **data_conf)
+    config = make_config(model_dir, data_conf=data_conf)
     return build_tokenizer(config.run_conf, config.data_conf)
 
 

@@ -17,7 +17,7 @@ from ftconfig.runtime.data._encode import (
     trained_text,
 )
 from ftconfig.runtime.data._tokenizer import build_tokenizer
-from tests.test_templates import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
+from tests.helpers import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 # What completions-only training learns: each assistant turn's content and its end marker, nothing else.
 TRAINED = {
@@ -198,7 +198,7 @@ def _encode_batch(batch, tokenizer, setup):
     return encode_conversations(tokenizer, setup, batch["messages"], completions_only=True)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_encoding_runs_in_datasets_map_with_two_processes(built, data_dir):
     import datasets
 

@@ -11,7 +11,7 @@ import pytest
 
 from ftconfig.runtime import ConfigError, load_config
 from ftconfig.runtime.config._resolve import resolve_run, split_batch, training_arguments_kwargs
-from tests.test_schema_validation import base_document
+from tests.helpers import base_document
 
 # (total, max per device, processes) -> (per device, accumulation): the reference's tested table and more.
 SPLITS = [

@@ -22,8 +22,7 @@ import yaml
 
 from ftconfig.runtime import load_config
 from ftconfig.runtime.config._secrets import detach_hub_token
-from tests.conftest import EXAMPLES, tiny_run_document
-from tests.mlflow_server import mlflow_server_fixture  # noqa: F401  (the `mlflow_server` fixture)
+from tests.helpers import EXAMPLES, tiny_run_document
 
 MODEL_TOKEN = "hf_modelTOKEN987"
 HUB_TOKEN = "hf_hubTOKEN654"
@@ -120,7 +119,7 @@ def mlflow_leaks(uri: str, tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
     return leaks, seen
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_no_planted_secret_reaches_output_files_logs_or_mlflow(mlflow_server: str, tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
     config = tmp_path / "secret.yaml"
@@ -206,7 +205,7 @@ def trust_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_trust_remote_code_stays_off_unless_the_config_says_true(
     from_pretrained_calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -219,7 +218,7 @@ def test_trust_remote_code_stays_off_unless_the_config_says_true(
     assert trust_warnings(caplog) == []
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_trust_remote_code_true_reaches_every_load_warns_what_it_allows_and_loads_a_plain_local_model(
     from_pretrained_calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,18 +10,7 @@ from transformers import AutoTokenizer
 
 from ftconfig.generated.config import ChatTemplateName
 from ftconfig.runtime.data._templates import TEMPLATE_NAMES, chat_template_for, has_generation_markers
-
-SYSTEM_USER_ASSISTANT = [
-    {"role": "system", "content": "S"},
-    {"role": "user", "content": "U"},
-    {"role": "assistant", "content": "A"},
-]
-TWO_EXCHANGES = [
-    {"role": "user", "content": "U1"},
-    {"role": "assistant", "content": "A1"},
-    {"role": "user", "content": "U2"},
-    {"role": "assistant", "content": "A2"},
-]
+from tests.helpers import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 EXPECTED_SINGLE = {
     "mistral-with-system": "<<SYS>>\nS\n<</SYS>>\n[INST] U [/INST]A</s> ",

@@ -12,7 +12,6 @@ import pytest
 from transformers import AutoTokenizer
 
 from ftconfig.runtime.config._errors import ConfigError
-from ftconfig.runtime.config._load import load_config
 from ftconfig.runtime.data._templates import chat_template_for
 from ftconfig.runtime.data._tokenizer import (
     TokenizerSetup,
@@ -23,31 +22,13 @@ from ftconfig.runtime.data._tokenizer import (
     install_chat_template,
     install_inference_save,
 )
+from tests.helpers import make_config
 
 PAD_STRATEGIES = ["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
 
 
-def make_config(model: Path | str, *, tokenizer: Path | str | None = None, **data_conf):
-    """A valid config around the given model/tokenizer paths, with data_conf fields overridden."""
-    run_conf = {"model": str(model)} | ({"tokenizer": str(tokenizer)} if tokenizer is not None else {})
-    return load_config(
-        {
-            "data_conf": {
-                "training_data": {"type": "CONCATENATION", "datasets": [{"path": "train.jsonl"}]},
-                "validation_data": {"type": "NONE"},
-                **data_conf,
-            },
-            "training_args": {},
-            "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 4},
-            "peft_conf": {"peft_type": "NO_PEFT"},
-            "run_conf": run_conf,
-            "sft_args": {},
-        }
-    )
-
-
-def build(model: Path | str, **data_conf):
-    config = make_config(model, **data_conf)
+def build(model: Path | str, *, tokenizer: Path | None = None, **data_conf):
+    config = make_config(model, tokenizer=tokenizer, data_conf=data_conf)
     return build_tokenizer(config.run_conf, config.data_conf)
 
 
