@@ -57,6 +57,9 @@ def _render(tokenizer, name, messages, **kwargs):
 def test_template_names_are_exactly_the_schema_enum():
     schema_names = typing.get_args(typing.get_args(ChatTemplateName)[0])
     assert sorted(TEMPLATE_NAMES) == sorted(schema_names)
+    assert sorted(EXPECTED_SINGLE) == sorted(EXPECTED_TWO) == sorted(schema_names), (
+        "a template has no rendering test"
+    )
 
 
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from ftconfig.generated.config import MissingPadTokenStrategy
 from ftconfig.runtime.config._errors import ConfigError
+from ftconfig.runtime.config._structs import literal_values
 from ftconfig.runtime.data._templates import chat_template_for
 from ftconfig.runtime.data._tokenizer import (
+    _PAD_SOURCE,
     TokenizerSetup,
     build_tokenizer,
     check_completions_only,
@@ -24,7 +27,13 @@ from ftconfig.runtime.data._tokenizer import (
 )
 from tests.helpers import make_config
 
-PAD_STRATEGIES = ["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
+# The pad token each strategy gives the tiny tokenizer (it has no pad token of its own).
+PAD_TOKEN_BY_STRATEGY = {
+    "eos-repurpose": "</s>",
+    "bos-repurpose": "<s>",
+    "unk-repurpose": "<unk>",
+    "unk-convert-to-eos": "<unk>",
+}
 
 
 def build(model: Path | str, *, tokenizer: Path | None = None, **data_conf):
@@ -169,15 +178,13 @@ def test_registering_template_tokens_keeps_earlier_extra_special_tokens(tiny_mod
 # --- pad strategies -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("strategy", "pad"),
-    [
-        ("eos-repurpose", "</s>"),
-        ("bos-repurpose", "<s>"),
-        ("unk-repurpose", "<unk>"),
-        ("unk-convert-to-eos", "<unk>"),
-    ],
-)
+def test_every_schema_pad_strategy_has_a_pad_source_and_a_test() -> None:
+    schema_strategies = set(literal_values(MissingPadTokenStrategy))
+    assert set(_PAD_SOURCE) == schema_strategies
+    assert set(PAD_TOKEN_BY_STRATEGY) == schema_strategies
+
+
+@pytest.mark.parametrize(("strategy", "pad"), PAD_TOKEN_BY_STRATEGY.items())
 def test_each_pad_strategy_gives_the_tokenizer_its_pad_token(tiny_model_dir, strategy, pad):
     tokenizer, setup = build(tiny_model_dir, missing_pad_token_strategy=strategy)
     assert tokenizer.pad_token == pad

@@ -33,8 +33,9 @@ PAD_STRATEGY_LOCATION = "$.data_conf.missing_pad_token_strategy"
 COMPLETIONS_ONLY_LOCATION = "$.sft_args.train_on_completions_only"
 
 # Which special token each strategy turns into the pad token; unk-convert-to-eos also needs EOS, because the
-# collator shows padding to the model as EOS.
-_PAD_SOURCE = {
+# collator shows padding to the model as EOS. Keyed by every MissingPadTokenStrategy value (a test checks the
+# keys against the schema's enum).
+_PAD_SOURCE: dict[str, str] = {
     "eos-repurpose": "eos_token",
     "bos-repurpose": "bos_token",
     "unk-repurpose": "unk_token",
