@@ -60,6 +60,10 @@ LEGACY_FIELDS = {
     "dispatch_batches": "moved: write accelerator_config: {dispatch_batches: ...} instead",
 }
 
+# Fields that hold secrets, marked in the schema (`x-ftconfig-secret`) so that nothing ftconfig writes or logs
+# carries them ("value": the whole value is a secret).
+SECRET_FIELDS = {"hub_token": "value"}
+
 # Upstream defaults that depend on the environment get a stable one here, said in the description.
 DESCRIPTION_NOTES = {
     "output_dir": " ftconfig: when null, $CHECKPOINTS_PATH if set, else ./checkpoints.",
@@ -155,6 +159,8 @@ def _property(field: dataclasses.Field[Any]) -> dict[str, Any]:
     help_text = " ".join(str(field.metadata.get("help") or field.name.replace("_", " ")).split())
     help_text = help_text.replace("%%", "%")  # argparse escaping in transformers' help strings
     prop["description"] = help_text + DESCRIPTION_NOTES.get(field.name, "")
+    if field.name in SECRET_FIELDS:
+        prop["x-ftconfig-secret"] = SECRET_FIELDS[field.name]
     return prop
 
 
