@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import BUNDLE_FILE
 
 BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"
@@ -87,10 +88,4 @@ def render_bundle() -> str:
 
 def write_bundle(*, check: bool) -> bool:
     """Write (or compare, with check) the bundle; return True when it is up to date."""
-    text = render_bundle()
-    current = BUNDLE_FILE.read_text(encoding="utf-8") if BUNDLE_FILE.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        BUNDLE_FILE.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(BUNDLE_FILE, render_bundle(), check=check)

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import ROOT_SCHEMA, STRUCTS_FILE
 
 CODEGEN_FLAGS = (
@@ -71,10 +72,4 @@ def render_structs() -> str:
 
 def gen_code(*, check: bool) -> bool:
     """Write (or compare, with check) generated/config.py; return True when it is up to date."""
-    text = render_structs()
-    current = STRUCTS_FILE.read_text(encoding="utf-8") if STRUCTS_FILE.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        STRUCTS_FILE.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(STRUCTS_FILE, render_structs(), check=check)

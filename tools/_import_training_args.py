@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ftconfig.tools._files import write_or_check
+
 SCHEMA_ID = "https://ftconfig.dev/schema/training_args.schema.json"
 
 # The batch split is ftconfig's job (batchsize_conf); these would contradict it.
@@ -199,11 +201,6 @@ def render_training_args_schema() -> str:
 
 def import_training_args(schema_dir: Path, *, check: bool) -> bool:
     """Write (or, with check, compare) the training_args schema; return True when the file is up to date."""
-    target = schema_dir / "training_args.schema.json"
-    text = render_training_args_schema()
-    current = target.read_text(encoding="utf-8") if target.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        target.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(
+        schema_dir / "training_args.schema.json", render_training_args_schema(), check=check
+    )

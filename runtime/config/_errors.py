@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -61,11 +59,3 @@ class DataError(UserError):
 
     headline = "invalid data"
 
-
-@contextlib.contextmanager
-def error_source(source: str) -> Iterator[None]:
-    """Attach a file name to any UserError raised inside (the httpx way of adding request context)."""
-    try:
-        yield
-    except UserError as exc:
-        raise exc.with_source(source) from exc.__cause__

@@ -133,7 +133,6 @@ def validate_document(document: Any) -> None:
 
 
 _INT64_RANGE = (-(2**63), 2**64 - 1)
-_FLOAT_EXACT_INTEGERS = 2**53
 
 
 def to_json_data(value: Any, path: str = "$") -> Any:
