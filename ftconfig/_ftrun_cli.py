@@ -12,7 +12,7 @@ from types import FrameType
 
 import click
 
-from ftconfig.runtime.config._errors import UserError
+from ftconfig.runtime.config._errors import UserError, report_bug
 
 
 class _Terminated(KeyboardInterrupt):
@@ -132,7 +132,8 @@ def cli(
 
 
 def main() -> None:
-    """Console entry point: user mistakes exit 2 with a message and no traceback.
+    """Console entry point: user mistakes exit 2 with a message and no traceback; anything else is a bug in
+    ftconfig (traceback, a "please report" line, exit 1).
 
     A run stopped by Ctrl-C (SIGINT) or SIGTERM prints one line and exits 128 + the signal number (130, 143).
     """
@@ -157,3 +158,5 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("ftrun: interrupted", err=True)
         sys.exit(130)
+    except Exception:
+        report_bug("ftrun")

@@ -146,3 +146,24 @@ def test_missing_deepspeed_file_is_a_config_error() -> None:
     config = config_with(training_args={"deepspeed": "nope/ds.json"})
     with pytest.raises(ConfigError, match="file not found"):
         training_arguments_kwargs(config, resolve_run(config, world_size=1))
+
+
+def test_training_arguments_transformers_rejects_are_a_config_error_with_the_whole_reason(
+    tmp_path: Path,
+) -> None:
+    from ftconfig.runtime.config._resolve import build_sft_config
+
+    config = config_with(
+        training_args={
+            "output_dir": str(tmp_path),
+            "load_best_model_at_end": True,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+        }
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        build_sft_config(config, resolve_run(config, world_size=1))
+    (item,) = excinfo.value.items
+    assert item.location == "$.training_args"
+    assert "load_best_model_at_end requires the save and eval strategy to match" in item.message
+    assert "Evaluation strategy" in item.message, "the reason's later lines are kept"

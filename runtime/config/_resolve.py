@@ -182,4 +182,9 @@ def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_
         # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
         kwargs["use_cpu"] = True
         kwargs["dataloader_pin_memory"] = False  # nothing to pin for; avoids torch's warning on every epoch
-    return SFTConfig(**kwargs)
+    try:
+        return SFTConfig(**kwargs)
+    except ValueError as exc:  # how transformers and TRL reject contradictory training arguments
+        raise ConfigError(
+            ErrorItem("$.training_args", " ".join(str(exc).split()) or type(exc).__name__)
+        ) from exc

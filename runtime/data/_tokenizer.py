@@ -69,7 +69,10 @@ def _tokenizer_source(run_conf: RunConfig) -> tuple[str, str]:
 def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     """The seam where a tokenizer that cannot be loaded (bad path, missing or broken files) is a ConfigError.
 
-    Only wrap the from_pretrained call: every failure in there comes from what the user pointed at.
+    Only wrap the from_pretrained call, and only what the libraries raise for bad files or references is mapped:
+    OSError (missing path, unknown or uncached hub id), ValueError (broken JSON, no usable tokenizer files),
+    KeyError (a tokenizer.json without its keys) and the plain Exception the `tokenizers` library raises for a
+    tokenizer.json it cannot parse. Anything else (TypeError, AttributeError, ...) is a bug and propagates.
     """
     source, location = _tokenizer_source(run_conf)
     try:
@@ -77,6 +80,8 @@ def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     except UserError:
         raise
     except Exception as exc:
+        if not (isinstance(exc, OSError | ValueError | KeyError) or type(exc) is Exception):
+            raise
         from ftconfig.runtime.model._references import looks_like_hub_id
 
         if not Path(source).expanduser().exists() and not looks_like_hub_id(source):

@@ -10,13 +10,11 @@ Torch-side modules are imported inside the functions that need them, so the chec
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,10 +146,9 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
-    with _library_seam("$.training_args"):
-        # Only the main process reports to MLflow: one run per job.
-        report_mlflow = tracking is not None and process_world()[1] == 0
-        sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
+    # Only the main process reports to MLflow: one run per job.
+    report_mlflow = tracking is not None and process_world()[1] == 0
+    sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
@@ -213,15 +210,6 @@ def _check_packing_attention(attn_implementation: str | None) -> str:
             )
         )
     return layout
-
-
-@contextlib.contextmanager
-def _library_seam(location: str) -> Iterator[None]:
-    """Training-argument contradictions that transformers/TRL detect become config errors."""
-    try:
-        yield
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(ErrorItem(location, str(exc).strip().splitlines()[0])) from exc
 
 
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
