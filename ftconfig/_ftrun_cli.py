@@ -14,6 +14,8 @@ import click
 
 from ftconfig.runtime.config._errors import UserError, report_bug
 
+__all__ = ["RunInterrupted", "cli", "main"]
+
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that the same clean-up runs (MLflow run KILLED, no checkpoint-final)."""
@@ -46,7 +48,11 @@ def _install_sigterm_handler() -> None:
 
 
 def _configure_logging(rank: int) -> None:
-    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several."""
+    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several.
+
+    Every module logs to `logging.getLogger(__name__)`, a child of the `ftconfig` logger, so INFO here covers
+    all of them; other libraries stay at WARNING.
+    """
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
     logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
     logging.getLogger("ftconfig").setLevel(logging.INFO)

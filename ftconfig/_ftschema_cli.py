@@ -10,6 +10,8 @@ import click
 
 from ftconfig.runtime.config._errors import UserError, report_bug
 
+__all__ = ["cli", "main"]
+
 
 def _echo_error(error: UserError) -> None:
     click.echo(str(error), err=True)

@@ -14,6 +14,8 @@ from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
 from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import BUNDLE_FILE
 
+__all__ = ["BUNDLE_ID", "BundleError", "build_bundle", "render_bundle", "write_bundle"]
+
 BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"
 
 

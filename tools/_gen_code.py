@@ -16,6 +16,8 @@ from pathlib import Path
 from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import ROOT_SCHEMA, STRUCTS_FILE
 
+__all__ = ["CODEGEN_FLAGS", "HEADER", "CodegenError", "gen_code", "render_structs"]
+
 CODEGEN_FLAGS = (
     "--input-file-type",
     "jsonschema",

@@ -19,7 +19,7 @@ from ftconfig.tools._paths import DOCS_DIR
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
-__all__ = ["CONFIG_DOC", "render_docs", "write_docs"]
+__all__ = ["CONFIG_DOC", "SHARED_LINK", "render_docs", "write_docs"]
 
 CONFIG_DOC = DOCS_DIR / "config.md"
 TABLE_HEAD = (

@@ -17,6 +17,18 @@ from typing import Any
 
 from ftconfig.tools._files import write_or_check
 
+__all__ = [
+    "BATCH_FIELDS",
+    "DESCRIPTION_NOTES",
+    "LEGACY_FIELDS",
+    "OWNED_ELSEWHERE",
+    "SCHEMA_ID",
+    "SECRET_FIELDS",
+    "build_training_args_schema",
+    "import_training_args",
+    "render_training_args_schema",
+]
+
 SCHEMA_ID = "https://ftconfig.dev/schema/training_args.schema.json"
 
 # The batch split is ftconfig's job (batchsize_conf); these would contradict it.

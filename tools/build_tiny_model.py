@@ -15,6 +15,23 @@ import random
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "CAPITALS",
+    "COLOURS",
+    "OWN_CHAT_TEMPLATE",
+    "SEED",
+    "SPECIAL_TOKENS",
+    "SYSTEM_PROMPT",
+    "VOCAB_SIZE",
+    "build",
+    "build_model",
+    "build_tokenizer",
+    "main",
+    "make_conversation",
+    "make_datasets",
+    "tiny_run_document",
+]
+
 SEED = 1234
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]

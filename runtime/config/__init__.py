@@ -1,1 +1,3 @@
 """config"""
+
+__all__: list[str] = []

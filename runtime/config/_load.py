@@ -21,6 +21,18 @@ from ftconfig.runtime.config._schema_errors import describe_errors
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
 
+__all__ = [
+    "apply_set_overrides",
+    "convert_document",
+    "load_config",
+    "load_config_file",
+    "parse_document",
+    "parse_value",
+    "read_document",
+    "to_json_data",
+    "validate_document",
+]
+
 
 def _yaml_loader() -> Any:
     from ruamel.yaml import YAML

@@ -21,7 +21,19 @@ from ftconfig.runtime.config._report_to import adjust_report_to
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
 
-logger = logging.getLogger("ftconfig")
+__all__ = [
+    "DEFAULT_OUTPUT_DIR",
+    "ResolvedRun",
+    "build_sft_config",
+    "gradient_checkpointing_requested",
+    "resolve_learning_rate",
+    "resolve_output_dir",
+    "resolve_run",
+    "split_batch",
+    "training_arguments_kwargs",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = "checkpoints"
 

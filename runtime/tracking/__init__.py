@@ -1,1 +1,3 @@
 """tracking"""
+
+__all__: list[str] = []

@@ -30,7 +30,7 @@ __all__ = [
     "resolve_tracking",
     "unique_run_name",
 ]
-logger = logging.getLogger("ftconfig")
+logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "default"
 _TRUE_VALUES = {"1", "true", "yes", "on"}

@@ -10,6 +10,8 @@ from ftconfig.runtime.config._structs import variant_tag
 if TYPE_CHECKING:
     from ftconfig.runtime.training._run import PreparedRun
 
+__all__ = ["build_plan", "first_example", "marked_example", "optimizer_steps", "render_plan"]
+
 
 def optimizer_steps(run: PreparedRun) -> int:
     """Optimizer steps the trainer will take (max_steps wins over epochs, as in transformers)."""

@@ -55,7 +55,7 @@ __all__ = [
     "weights_digest",
 ]
 
-logger = logging.getLogger("ftconfig")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
-    from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
+    from ftconfig.runtime.data._cache import default_cache_dir
+    from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._peft import (

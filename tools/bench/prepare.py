@@ -42,6 +42,8 @@ from ftconfig.tools.bench._common import (
     write_jsonl,
 )
 
+__all__ = ["main"]
+
 MAX_SEQ_LENGTH = 512
 MODES = {
     "ftconfig-nocache": "ftconfig prepare_data, no cache",
