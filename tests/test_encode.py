@@ -120,7 +120,7 @@ def test_simplified_llama31_never_has_a_double_bos(built):
 
 
 def test_an_assistant_turn_right_after_bos_is_closed_at_its_end_marker(built):
-    """Reference bug B9: a turn starting at token 0/1 was never closed and the rest of the row was trained."""
+    """A turn whose start marker is at token 0 or 1 is still closed, so the rest of the row is not trained."""
     tokenizer, setup = built("chat-ml")
     conversation = [{"role": "assistant", "content": "A"}, {"role": "user", "content": "U"}]
     encoded = encode_conversations(tokenizer, setup, [conversation], completions_only=True)

@@ -120,7 +120,7 @@ def test_quant_storage_is_filled_only_when_fsdp_is_really_on(tiny_model_dir: Pat
     plain = make_config(tiny_model_dir, quant_conf=NF4)
     assert (
         quant_storage_for_fsdp(plain.quant_conf, plain.training_args) is plain.quant_conf
-    )  # not reference bug B2
+    )  # not filled in without FSDP
     fsdp = make_config(
         tiny_model_dir, quant_conf=NF4, training_args={"fsdp": "full_shard auto_wrap", "bf16": True}
     )

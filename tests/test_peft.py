@@ -232,7 +232,7 @@ def test_qlora_4bit_nf4_trains_on_cpu(tokenizer: Any) -> None:
         config.peft_conf,
         quantized=True,
         gradient_checkpointing=True,
-        gradient_checkpointing_kwargs=None,  # reference bug B13 crashed here
+        gradient_checkpointing_kwargs=None,  # unset kwargs must not be unpacked as a dict
         modules_to_save=[],
     )
     assert all("lora_" in name for name in trainable_names(wrapped))

@@ -1,4 +1,4 @@
-"""Resolution is pure and follows the reference: batch split, LR overrides, epochs, use_cache, TrainingArguments."""
+"""Resolution is pure: batch split, LR overrides, epochs, use_cache, TrainingArguments."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ftconfig.runtime import ConfigError, load_config
 from ftconfig.runtime.config._resolve import resolve_run, split_batch, training_arguments_kwargs
 from tests.helpers import base_document
 
-# (total, max per device, processes) -> (per device, accumulation): the reference's tested table and more.
+# (total, max per device, processes) -> (per device, accumulation).
 SPLITS = [
     ((8, 4, 1), (4, 2)),
     ((8, 4, 2), (4, 1)),
@@ -33,9 +33,7 @@ SPLITS = [
 
 
 @pytest.mark.parametrize(("given", "expected"), SPLITS, ids=[str(given) for given, _ in SPLITS])
-def test_batch_split_matches_the_reference_table(
-    given: tuple[int, int, int], expected: tuple[int, int]
-) -> None:
+def test_batch_split_matches_the_table(given: tuple[int, int, int], expected: tuple[int, int]) -> None:
     total, max_per_device, processes = given
     per_device, accumulation = split_batch(total, max_per_device, processes)
     assert (per_device, accumulation) == expected

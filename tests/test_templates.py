@@ -1,4 +1,5 @@
-"""The five named chat templates render exactly as reference §3.1 says (with the contract's fixes)."""
+"""The five named chat templates render exactly these texts (one BOS for simplified-llama31, <|system|> registered
+for poro)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_two_exchanges_render_exactly(tokenizer, name):
         ("chat-ml", "<|im_start|>assistant\n"),
         ("poro", "<|assistant|>\n"),
         ("simplified-llama31", "<|start_header_id|>assistant<|end_header_id|>\n\n"),
-        ("mistral-with-system", ""),  # the reference template has no generation prompt
+        ("mistral-with-system", ""),  # this template has no generation prompt
     ],
 )
 def test_generation_prompt_appends_the_assistant_header(tokenizer, name, prompt_suffix):

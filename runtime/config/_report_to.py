@@ -19,7 +19,7 @@ def adjust_report_to(
     list that transformers accepts: "none" is dropped (transformers rejects it inside a list), and "all" is
     expanded to the installed integrations (`available`, by default asked of transformers) because "all but
     mlflow" is otherwise not expressible. "mlflow" is then added when tracking is enabled on this process and
-    removed otherwise: ftconfig, not report_to, decides whether MLflow is used (as the reference did).
+    removed otherwise: ftconfig's tracking section, not report_to, decides whether MLflow is used.
     """
     if report_to is None:
         names: list[str] = []

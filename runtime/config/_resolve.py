@@ -1,7 +1,7 @@
 """Resolution: the pure step from a validated config (+ world size) to the numbers a run really uses.
 
 Applied once, to copies: the loaded config is never changed, so loading and resolving twice gives the same run
-(the reference applied LR overrides at load time and compounded them on every reload).
+(LR overrides applied to the config itself would compound on every reload).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, 
     """(per-device batch, accumulation steps) with world_size x per_device x accumulation == total.
 
     The smallest accumulation whose product with the process count divides the total and brings the per-device
-    batch under the cap (the reference algorithm). Raises ConfigError when the processes do not divide the total.
+    batch under the cap. Raises ConfigError when the processes do not divide the total.
     """
     if world_size < 1:
         raise ConfigError(ErrorItem("--world-size", f"must be at least 1, got {world_size}"))
@@ -168,7 +168,7 @@ def training_arguments_kwargs(
         deepspeed=_deepspeed_with_batch(
             kwargs.get("deepspeed"), resolved, config.batchsize_conf.total_train_batch_size
         ),
-        # ftconfig, not report_to, decides about MLflow; None, "none", ["none"], "all" all work (reference B7).
+        # ftconfig, not report_to, decides about MLflow; None, "none", ["none"] and "all" are all accepted.
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,

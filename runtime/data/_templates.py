@@ -91,7 +91,7 @@ def chat_template_for(name: str, tokenizer: Any) -> ChatTemplate | None:
             name, _CHAT_ML, "<|im_start|>assistant\n", "<|im_end|>", ("<|im_start|>", "<|im_end|>")
         )
     if name == "poro":
-        # The reference forgot <|system|>, so it was split into ordinary tokens; we register it too.
+        # <|system|> is registered too: left out, it would be split into ordinary tokens.
         return ChatTemplate(name, _PORO, "<|assistant|>\n", eos, ("<|user|>", "<|assistant|>", "<|system|>"))
     if name == "simplified-llama31":
         specials = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")

@@ -177,7 +177,7 @@ def check_pad_strategy(tokenizer: PreTrainedTokenizerBase, strategy: str) -> Non
 
 
 def apply_pad_strategy(tokenizer: PreTrainedTokenizerBase, strategy: str) -> None:
-    """Give a tokenizer without a pad token one, as `strategy` says (reference §2.7)."""
+    """Give a tokenizer without a pad token one, as `strategy` says (a tokenizer that has one keeps it)."""
     check_pad_strategy(tokenizer, strategy)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = getattr(tokenizer, _PAD_SOURCE[strategy])
@@ -239,7 +239,7 @@ def install_inference_save(tokenizer: PreTrainedTokenizerBase, inference_eos: st
 def build_tokenizer(
     run_conf: RunConfig, data_conf: ChatTrainValidConfig
 ) -> tuple[PreTrainedTokenizerBase, TokenizerSetup]:
-    """Load and set up the tokenizer (reference §3.2 with the contract's fixes)."""
+    """Load the tokenizer, install the chat template and its special tokens, set the pad token."""
     tokenizer = load_tokenizer(run_conf, padding_side=data_conf.padding_side)
     source, location = _tokenizer_source(run_conf)
     if tokenizer.eos_token is None:

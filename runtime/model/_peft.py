@@ -237,7 +237,8 @@ def apply_peft(
     """Wrap the model as peft_conf says; NO_PEFT returns it unchanged (every parameter trains).
 
     A quantized model first goes through peft's k-bit preparation (norms to fp32, input grads, and gradient
-    checkpointing with the user's kwargs; None is fine, unlike reference bug B13). Unquantized models need
+    checkpointing with the user's kwargs, which may be unset: None is passed through as no kwargs, not
+    unpacked). Unquantized models need
     nothing here: transformers' gradient_checkpointing_enable, which the Trainer calls, makes the embeddings'
     outputs require grad so that reentrant checkpointing still reaches the adapters.
     """

@@ -148,7 +148,7 @@ def unique_run_name(config: FinetuningConfig) -> str:
 
 
 def is_true(value: object) -> bool:
-    """A bool, or the seed's string form: "1", "true", "yes", "on" in any case are true."""
+    """A bool, or a string that means true ("1", "true", "yes", "on", in any case)."""
     if isinstance(value, bool):
         return value
     return isinstance(value, str) and value.strip().lower() in _TRUE_VALUES
