@@ -16,8 +16,6 @@ from ftconfig.runtime.config._errors import ConfigError, DataError
 datasets = pytest.importorskip("datasets")
 
 from ftconfig.runtime.data import _cache as _prepare_cache  # noqa: E402
-from ftconfig.runtime.data import _prepare as _data  # noqa: E402
-from ftconfig.runtime.data import _records  # noqa: E402
 from ftconfig.runtime.data._encode import encode_conversations  # noqa: E402
 from ftconfig.runtime.data._prepare import PreparedData, prepare_data  # noqa: E402
 from ftconfig.runtime.data._records import read_conversations  # noqa: E402
@@ -111,14 +109,6 @@ def lengths_of(tokenizer_and_setup: tuple[Any, Any], sources: dict[str, Any]) ->
 
 
 # --- combining ----------------------------------------------------------------------------------------------
-
-
-def test_public_names_are_the_documented_ones() -> None:
-    assert sorted(_data.__all__) == ["PreparedData", "default_cache_dir", "prepare_data"]
-    assert "read_conversations" in _records.__all__
-    assert {"cache_key", "load_prepared", "store_prepared", "default_cache_dir"} <= set(
-        _prepare_cache.__all__
-    )
 
 
 def test_concatenation_gives_the_files_in_order_and_rows_in_file_order(

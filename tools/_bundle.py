@@ -81,7 +81,8 @@ def build_bundle() -> dict[str, Any]:
     root.pop("$defs", None)
     root["$id"] = BUNDLE_ID
     root["$defs"] = dict(sorted(definitions.items()))
-    return _null_first(_rewrite_refs(root, whole_files))
+    bundle: dict[str, Any] = _null_first(_rewrite_refs(root, whole_files))
+    return bundle
 
 
 def render_bundle() -> str:

@@ -149,7 +149,7 @@ def build_tokenizer(texts: list[str]) -> Any:
     backend.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
     )
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated in transformers
         tokenizer_object=backend,
         bos_token="<s>",
         eos_token="</s>",

@@ -36,7 +36,7 @@ def adjust_report_to(
             if available is None:
                 from transformers.integrations.integration_utils import get_available_reporting_integrations
 
-                available = list(get_available_reporting_integrations())  # type: ignore[no-untyped-call]
+                available = list(get_available_reporting_integrations())  # type: ignore[no-untyped-call]  # unannotated upstream
             expanded = list(available)
         else:
             expanded = ["mlflow" if keyword == "mlflow" else name]

@@ -186,7 +186,7 @@ def training_arguments_kwargs(
 def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
     """TRL SFTConfig for the run (imports TRL: training path only)."""
     import torch
-    from trl import SFTConfig
+    from trl import SFTConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     kwargs = training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
     if not kwargs["use_cpu"] and not torch.accelerator.is_available():

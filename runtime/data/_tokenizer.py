@@ -233,7 +233,7 @@ def install_inference_save(tokenizer: PreTrainedTokenizerBase, inference_eos: st
     current = tokenizer.__dict__.get("save_pretrained")
     if isinstance(current, functools.partial) and current.func is _inference_save:
         raise RuntimeError("the tokenizer's save_pretrained is already wrapped for inference")
-    tokenizer.save_pretrained = functools.partial(_inference_save, tokenizer, inference_eos)  # type: ignore[method-assign]
+    tokenizer.save_pretrained = functools.partial(_inference_save, tokenizer, inference_eos)  # type: ignore[method-assign]  # this instance only, on purpose
 
 
 def build_tokenizer(

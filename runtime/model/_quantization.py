@@ -38,7 +38,7 @@ def build_quantization_config(
         if name in kwargs:
             kwargs[name] = getattr(torch, kwargs[name])
     try:
-        return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]
+        return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]  # unannotated in transformers
     except ValueError as exc:  # the schema already rules out both/neither bit width; this is the safety net
         raise ConfigError(ErrorItem("$.quant_conf", str(exc))) from exc
 

@@ -100,6 +100,7 @@ def resolve_tracking(
     """
     tracking = config.tracking
     uri: str | None
+    source: Source
     if mlflow_server_uri:
         uri, source = mlflow_server_uri, "cli"
     elif tracking is not None:
@@ -128,7 +129,7 @@ def resolve_tracking(
         or config.training_args.run_name
         or unique_run_name(config),
         log_artifacts=log_artifacts,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         experiment_given=experiment is not None,
         secrets=_secrets(config, uri, environ),
     )

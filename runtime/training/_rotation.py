@@ -36,7 +36,7 @@ def rotate_numbered_checkpoints(output_dir: Path, *, keep: int, protect: str | N
     return doomed
 
 
-class NumberedCheckpointRotation(TrainerCallback):  # type: ignore[misc]
+class NumberedCheckpointRotation(TrainerCallback):
     """Applies save_total_limit after each save, on the process that saves."""
 
     def __init__(self, keep: int) -> None:

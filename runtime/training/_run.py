@@ -214,7 +214,7 @@ def _check_packing_attention(attn_implementation: str | None) -> str:
 
 
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
-    from trl import SFTTrainer
+    from trl import SFTTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     from ftconfig.runtime.training._rotation import NumberedCheckpointRotation
 
