@@ -124,7 +124,7 @@ def test_concatenation_gives_the_files_in_order_and_rows_in_file_order(
     assert data.train_tokens == sum(data.train["length"])
 
 
-def test_round_robin_mix_wraps_the_shorter_files_like_the_reference(
+def test_round_robin_mix_wraps_the_shorter_files_until_the_longest_is_used_up(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any, labeller: Any
 ) -> None:
     a, a_rows = write_source(tmp_path, "a", 3)
