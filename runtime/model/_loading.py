@@ -1,4 +1,4 @@
-"""The base model: from_pretrained arguments, loading with user errors mapped, embedding growth, new base."""
+"""The base model: from_pretrained arguments, its config (no weights) and loading, with user errors mapped."""
 
 from __future__ import annotations
 
