@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftconfig.generated.config import NoPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._resolve import ResolvedRun, build_sft_config, resolve_run
 from ftconfig.runtime.config._secrets import detach_hub_token
@@ -182,8 +183,6 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
 
 def _check_combinations(config: FinetuningConfig) -> None:
     """Cross-section rules the schema cannot state because they need library facts."""
-    from ftconfig.generated.config import NoPeftConfig
-
     if is_quantized(config.quant_conf) and isinstance(config.peft_conf, NoPeftConfig):
         raise ConfigError(
             ErrorItem(
@@ -283,7 +282,6 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
     from transformers import enable_full_determinism, set_seed
 
-    from ftconfig.generated.config import NoPeftConfig
     from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
     from ftconfig.runtime.model._loading import load_model
     from ftconfig.runtime.model._peft import apply_peft
