@@ -41,9 +41,12 @@ def running_mlflow_server(directory: Path) -> Iterator[str]:
     """
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
-    mlflow = Path(sys.executable).with_name("mlflow")
+    # `python -m mlflow` rather than the `mlflow` script: a venv that sees mlflow through another venv's
+    # site-packages has no script of its own.
     command = [
-        str(mlflow) if mlflow.exists() else "mlflow",
+        sys.executable,
+        "-m",
+        "mlflow",
         "server",
         "--host",
         "127.0.0.1",
