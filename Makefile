@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LSP_VERSION := 2.0.0
 
-.PHONY: setup setup-lsp quickstart test lint check bench clean
+.PHONY: setup setup-lsp quickstart test test-fast typecheck lint check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,22 @@ lint:
 test: setup setup-lsp
 	$(BIN)/ftschema check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(MAKE) typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The inner loop: everything but the tests marked slow (training runs, real processes, long property tests).
+test-fast:
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+# mypy --strict over the package as installed: build/typecheck/ftconfig links ftconfig/*.py, runtime/, tools/,
+# generated/ and schema/ the way pyproject's package-dir maps them (mypy cannot follow package-dir itself).
+TYPECHECK_DIR := build/typecheck
+typecheck:
+	rm -rf $(TYPECHECK_DIR)/ftconfig && mkdir -p $(TYPECHECK_DIR)/ftconfig
+	ln -s $(CURDIR)/ftconfig/*.py $(TYPECHECK_DIR)/ftconfig/
+	for dir in runtime tools generated schema; do ln -s $(CURDIR)/$$dir $(TYPECHECK_DIR)/ftconfig/$$dir; done
+	cd $(TYPECHECK_DIR) && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache -p ftconfig
 
 bench:
 	$(BIN)/python -m ftconfig.tools.bench.startup

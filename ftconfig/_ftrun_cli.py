@@ -12,7 +12,9 @@ from types import FrameType
 
 import click
 
-from ftconfig.runtime.config._errors import UserError
+from ftconfig.runtime.config._errors import UserError, report_bug
+
+__all__ = ["RunInterrupted", "cli", "main"]
 
 
 class _Terminated(KeyboardInterrupt):
@@ -46,7 +48,11 @@ def _install_sigterm_handler() -> None:
 
 
 def _configure_logging(rank: int) -> None:
-    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several."""
+    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several.
+
+    Every module logs to `logging.getLogger(__name__)`, a child of the `ftconfig` logger, so INFO here covers
+    all of them; other libraries stay at WARNING.
+    """
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
     logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
     logging.getLogger("ftconfig").setLevel(logging.INFO)
@@ -132,7 +138,8 @@ def cli(
 
 
 def main() -> None:
-    """Console entry point: user mistakes exit 2 with a message and no traceback.
+    """Console entry point: user mistakes exit 2 with a message and no traceback; anything else is a bug in
+    ftconfig (traceback, a "please report" line, exit 1).
 
     A run stopped by Ctrl-C (SIGINT) or SIGTERM prints one line and exits 128 + the signal number (130, 143).
     """
@@ -157,3 +164,5 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("ftrun: interrupted", err=True)
         sys.exit(130)
+    except Exception:
+        report_bug("ftrun")

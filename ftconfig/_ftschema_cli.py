@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from ftconfig.runtime.config._errors import UserError
+from ftconfig.runtime.config._errors import UserError, report_bug
+
+__all__ = ["cli", "main"]
 
 
 def _echo_error(error: UserError) -> None:
@@ -118,9 +120,12 @@ def init(path: Path, force: bool, schema_ref: str | None) -> None:
 
 
 def main() -> None:
-    """Console entry point: user mistakes exit 2 with a message, never a traceback."""
+    """Console entry point: user mistakes exit 2 with a message, never a traceback; anything else is a bug in
+    ftconfig (traceback, a "please report" line, exit 1)."""
     try:
         cli.main(standalone_mode=True)
     except UserError as error:
         _echo_error(error)
         sys.exit(error.exit_code)
+    except Exception:
+        report_bug("ftschema")

@@ -65,7 +65,6 @@ class WeightedDatasetDefinition(Struct, kw_only=True):
                 ge=0.0,
             ),
         ]
-        | UnsetType
     ) = 1.0
 
 
@@ -85,7 +84,6 @@ class ConcatenationDataInput(Struct, kw_only=True, tag_field='type', tag='CONCAT
             Literal['ChatConversation'],
             Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
         ]
-        | UnsetType
     ) = 'ChatConversation'
 
 
@@ -105,7 +103,6 @@ class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPU
             Literal['ChatConversation'],
             Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
         ]
-        | UnsetType
     ) = 'ChatConversation'
     seed: (
         Annotated[
@@ -114,7 +111,6 @@ class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPU
                 description='Seed for the random number generator for interleaving draws.'
             ),
         ]
-        | UnsetType
     ) = 19851243
 
 
@@ -128,7 +124,6 @@ class AutoSplitDataInput(Struct, kw_only=True, tag_field='type', tag='AUTO_SPLIT
             Literal['ChatConversation'],
             Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
         ]
-        | UnsetType
     ) = 'ChatConversation'
     ratio: (
         Annotated[
@@ -139,13 +134,11 @@ class AutoSplitDataInput(Struct, kw_only=True, tag_field='type', tag='AUTO_SPLIT
                 lt=1.0,
             ),
         ]
-        | UnsetType
     ) = 0.2
     seed: (
         Annotated[
             int, Meta(description='Seed for the random number generator for splitting.')
         ]
-        | UnsetType
     ) = 1289525893
 
 
@@ -159,7 +152,6 @@ class NoneDataInput(Struct, kw_only=True, tag_field='type', tag='NONE'):
             Literal['ChatConversation'],
             Meta(description='Record type of the data files. Generally set automatically from the method; for SFT it is ChatConversation.'),
         ]
-        | UnsetType
     ) = 'ChatConversation'
 
 
@@ -181,7 +173,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float, Meta(description='Total number of training epochs to perform.')
         ]
-        | UnsetType
     ) = 3.0
     max_steps: (
         Annotated[
@@ -190,20 +181,17 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Overrides `num_train_epochs`. If set to a positive number, the total number of training steps to perform. Must be set when the training dataset does not implement `__len__` (e.g. a streaming dataset).'
             ),
         ]
-        | UnsetType
     ) = -1
     learning_rate: (
         Annotated[
             float, Meta(description='The initial learning rate for the optimizer.')
         ]
-        | UnsetType
     ) = 5e-05
     lr_scheduler_type: (
         Annotated[
             Literal['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay', 'greedy'],
             Meta(description='The learning rate scheduler type to use. See `SchedulerType` for all possible values.'),
         ]
-        | UnsetType
     ) = 'linear'
     lr_scheduler_kwargs: (
         Annotated[
@@ -221,14 +209,12 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).'
             ),
         ]
-        | UnsetType
     ) = 0
     optim: (
         Annotated[
             Literal['adamw_torch', 'adamw_torch_fused', 'adamw_torch_xla', 'adamw_torch_npu_fused', 'adafactor', 'adamw_anyprecision', 'adamw_torch_4bit', 'adamw_torch_8bit', 'ademamix', 'sgd', 'adagrad', 'adamw_bnb_8bit', 'adamw_8bit', 'ademamix_8bit', 'lion_8bit', 'lion_32bit', 'paged_adamw_32bit', 'paged_adamw_8bit', 'paged_ademamix_32bit', 'paged_ademamix_8bit', 'paged_lion_32bit', 'paged_lion_8bit', 'rmsprop', 'rmsprop_bnb', 'rmsprop_bnb_8bit', 'rmsprop_bnb_32bit', 'galore_adamw', 'galore_adamw_8bit', 'galore_adafactor', 'galore_adamw_layerwise', 'galore_adamw_8bit_layerwise', 'galore_adafactor_layerwise', 'lomo', 'adalomo', 'grokadamw', 'schedule_free_radam', 'schedule_free_adamw', 'schedule_free_sgd', 'apollo_adamw', 'apollo_adamw_layerwise', 'stable_adamw'],
             Meta(description='The optimizer to use. See `OptimizerNames` for the complete list.'),
         ]
-        | UnsetType
     ) = 'adamw_torch_fused'
     optim_args: (
         Annotated[
@@ -246,7 +232,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.'
             ),
         ]
-        | UnsetType
     ) = 0.0
     adam_beta1: (
         Annotated[
@@ -255,7 +240,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.'
             ),
         ]
-        | UnsetType
     ) = 0.9
     adam_beta2: (
         Annotated[
@@ -264,7 +248,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.'
             ),
         ]
-        | UnsetType
     ) = 0.999
     adam_epsilon: (
         Annotated[
@@ -273,7 +256,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Epsilon value for numerical stability in Adam-based optimizers.'
             ),
         ]
-        | UnsetType
     ) = 1e-08
     optim_target_modules: (
         Annotated[
@@ -291,7 +273,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether or not to average tokens across devices. If enabled, will use all_reduce to synchronize num_tokens_in_batch for precise loss calculation. Reference: https://github.com/huggingface/transformers/issues/34242'
             ),
         ]
-        | UnsetType
     ) = True
     max_grad_norm: (
         Annotated[
@@ -300,7 +281,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Maximum gradient norm for gradient clipping. Set to 0 to disable.'
             ),
         ]
-        | UnsetType
     ) = 1.0
     label_smoothing_factor: (
         Annotated[
@@ -309,7 +289,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Label smoothing factor to prevent overconfidence. Zero means no smoothing.'
             ),
         ]
-        | UnsetType
     ) = 0.0
     bf16: (
         Annotated[
@@ -318,7 +297,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Enable bfloat16 (BF16) mixed precision training. Generally preferred over FP16 due to better numerical stability.'
             ),
         ]
-        | UnsetType
     ) = False
     fp16: (
         Annotated[
@@ -327,7 +305,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Enable float16 (FP16) mixed precision training. Consider using BF16 instead if your hardware supports it.'
             ),
         ]
-        | UnsetType
     ) = False
     bf16_full_eval: (
         Annotated[
@@ -336,7 +313,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Use full BF16 precision for evaluation (not just mixed precision). Faster and saves memory.'
             ),
         ]
-        | UnsetType
     ) = False
     fp16_full_eval: (
         Annotated[
@@ -345,7 +321,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Use full FP16 precision for evaluation (not just mixed precision). Faster and saves memory.'
             ),
         ]
-        | UnsetType
     ) = False
     tf32: (
         Annotated[
@@ -399,7 +374,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Compile the model using `torch.compile()` for faster training.'
             ),
         ]
-        | UnsetType
     ) = False
     torch_compile_backend: (
         Annotated[
@@ -426,7 +400,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Enable Liger Kernel optimizations. Increases throughput by ~20% and reduces memory by ~60%.'
             ),
         ]
-        | UnsetType
     ) = False
     liger_kernel_config: (
         Annotated[
@@ -444,7 +417,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether or not to use cache for the model For training, this is usually not needed apart from some PEFT methods that uses `cache`.'
             ),
         ]
-        | UnsetType
     ) = False
     neftune_noise_alpha: (
         Annotated[
@@ -471,14 +443,12 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to find a training batch size that will fit into memory automatically through exponential decay, avoiding CUDA Out-of-Memory errors. The evaluation batch size is not adjusted.'
             ),
         ]
-        | UnsetType
     ) = False
     logging_strategy: (
         Annotated[
             Literal['no', 'steps', 'epoch'],
             Meta(description="The logging strategy to adopt during training. Options: 'no', 'epoch', 'steps'."),
         ]
-        | UnsetType
     ) = 'steps'
     logging_steps: (
         Annotated[
@@ -487,13 +457,11 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
             ),
         ]
-        | UnsetType
     ) = 500
     logging_first_step: (
         Annotated[
             bool, Meta(description='Whether to log the first `global_step` or not.')
         ]
-        | UnsetType
     ) = False
     log_on_each_node: (
         Annotated[
@@ -502,7 +470,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='When doing a multinode distributed training, whether to log once per node or just once on the main node.'
             ),
         ]
-        | UnsetType
     ) = True
     logging_nan_inf_filter: (
         Annotated[
@@ -511,28 +478,24 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Filter out NaN and Inf training and evaluation losses when logging. Does not affect gradient computation, only logging.'
             ),
         ]
-        | UnsetType
     ) = True
     include_num_input_tokens_seen: (
         Annotated[
             str | bool,
             Meta(description='Whether to track the number of input tokens seen. Must be one of [`all`, `non_padding`, `no`] or a boolean value which map to `all` or `no`'),
         ]
-        | UnsetType
     ) = 'no'
     log_level: (
         Annotated[
             Literal['detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'],
             Meta(description="Logging level for the main process. Options: 'debug', 'info', 'warning', 'error', 'critical', 'passive'."),
         ]
-        | UnsetType
     ) = 'passive'
     log_level_replica: (
         Annotated[
             Literal['detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'],
             Meta(description='Logging level for replica processes in distributed training. Same options as `log_level`.'),
         ]
-        | UnsetType
     ) = 'warning'
     disable_tqdm: (
         Annotated[
@@ -549,7 +512,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             Meta(description="The list of integrations to report the results and logs to. Use 'all' for all installed integrations, 'none' for no integrations. ftconfig adds 'mlflow' when tracking is on (see the tracking section)."),
         ]
         | None
-        | UnsetType
     ) = 'none'
     run_name: (
         Annotated[
@@ -565,7 +527,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             str,
             Meta(description='The name of the project to use for logging. Currently, only used by Trackio.'),
         ]
-        | UnsetType
     ) = 'huggingface'
     trackio_space_id: (
         Annotated[
@@ -599,7 +560,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             Literal['no', 'steps', 'epoch'],
             Meta(description="When to run evaluation. Options: 'no', 'steps', 'epoch'."),
         ]
-        | UnsetType
     ) = 'no'
     eval_steps: (
         Annotated[
@@ -617,7 +577,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Number of epochs or steps to wait for before the first evaluation can be performed, depending on the eval_strategy.'
             ),
         ]
-        | UnsetType
     ) = 0
     prediction_loss_only: (
         Annotated[
@@ -626,7 +585,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='When performing evaluation and generating predictions, only returns the loss.'
             ),
         ]
-        | UnsetType
     ) = False
     eval_on_start: (
         Annotated[
@@ -635,7 +593,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to run through the entire `evaluation` step at the very beginning of training as a sanity check.'
             ),
         ]
-        | UnsetType
     ) = False
     eval_do_concat_batches: (
         Annotated[
@@ -644,7 +601,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to recursively concat inputs/losses/labels/predictions across batches. If `False`, will instead store them as lists, with each batch kept separate.'
             ),
         ]
-        | UnsetType
     ) = True
     eval_use_gather_object: (
         Annotated[
@@ -653,7 +609,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to run recursively gather object in a nested list/tuple/dictionary of objects from all devices.'
             ),
         ]
-        | UnsetType
     ) = False
     eval_accumulation_steps: (
         Annotated[
@@ -671,7 +626,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description="Include additional data in the `compute_metrics` function. Options: 'inputs', 'loss'."
             ),
         ]
-        | UnsetType
     ) = field(default_factory=list)
     batch_eval_metrics: (
         Annotated[
@@ -680,7 +634,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Break eval metrics calculation into batches to save memory.'
             ),
         ]
-        | UnsetType
     ) = False
     save_only_model: (
         Annotated[
@@ -689,14 +642,12 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Save only model weights, not optimizer/scheduler/RNG state. Prevents resuming training from checkpoint.'
             ),
         ]
-        | UnsetType
     ) = False
     save_strategy: (
         Annotated[
             Literal['no', 'steps', 'epoch', 'best'],
             Meta(description="The checkpoint save strategy to adopt during training. Options: 'no', 'epoch', 'steps', 'best'."),
         ]
-        | UnsetType
     ) = 'steps'
     save_steps: (
         Annotated[
@@ -705,7 +656,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
             ),
         ]
-        | UnsetType
     ) = 500
     save_on_each_node: (
         Annotated[
@@ -714,7 +664,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='When doing multi-node distributed training, whether to save models and checkpoints on each node, or only on the main one'
             ),
         ]
-        | UnsetType
     ) = False
     save_total_limit: (
         Annotated[
@@ -732,7 +681,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description="Enable JIT checkpointing on SIGTERM signal for graceful termination on preemptible workloads. Configure your orchestrator's graceful shutdown period accordingly."
             ),
         ]
-        | UnsetType
     ) = False
     push_to_hub: (
         Annotated[
@@ -741,7 +689,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether or not to push the model to the Hub every time the model is saved.'
             ),
         ]
-        | UnsetType
     ) = False
     hub_token: (
         Annotated[
@@ -775,7 +722,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             Literal['end', 'every_save', 'checkpoint', 'all_checkpoints'],
             Meta(description="Defines what and when to push to Hub. Options: 'end', 'every_save', 'checkpoint', 'all_checkpoints'."),
         ]
-        | UnsetType
     ) = 'every_save'
     hub_always_push: (
         Annotated[
@@ -784,7 +730,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description="Unless `True`, the Trainer will skip pushes if the previous one wasn't finished yet."
             ),
         ]
-        | UnsetType
     ) = False
     hub_revision: (
         Annotated[
@@ -802,7 +747,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Load the best checkpoint at the end of training. Requires `eval_strategy` to be set.'
             ),
         ]
-        | UnsetType
     ) = False
     metric_for_best_model: (
         Annotated[
@@ -829,7 +773,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='When resuming training, skip fast-forwarding through the dataset to reach the previous state. If True, training starts from the beginning of the dataset.'
             ),
         ]
-        | UnsetType
     ) = False
     restore_callback_states_from_checkpoint: (
         Annotated[
@@ -838,7 +781,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to restore the callback states from the checkpoint. If `True`, will override callbacks passed to the `Trainer` if they exist in the checkpoint.'
             ),
         ]
-        | UnsetType
     ) = False
     full_determinism: (
         Annotated[
@@ -847,7 +789,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to call enable_full_determinism instead of set_seed for reproducibility in distributed training. Important: this will negatively impact the performance, so only use it for debugging.'
             ),
         ]
-        | UnsetType
     ) = False
     seed: (
         Annotated[
@@ -856,7 +797,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Random seed that will be set at the beginning of training.'
             ),
         ]
-        | UnsetType
     ) = 42
     data_seed: (
         Annotated[
@@ -874,7 +814,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether or not to use cpu. If set to False, we will use the available torch device/backend.'
             ),
         ]
-        | UnsetType
     ) = False
     accelerator_config: (
         Annotated[
@@ -901,7 +840,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Drop the last incomplete batch if it is not divisible by the batch size.'
             ),
         ]
-        | UnsetType
     ) = False
     dataloader_num_workers: (
         Annotated[
@@ -910,13 +848,11 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.'
             ),
         ]
-        | UnsetType
     ) = 0
     dataloader_pin_memory: (
         Annotated[
             bool, Meta(description='Whether or not to pin memory for DataLoader.')
         ]
-        | UnsetType
     ) = True
     dataloader_persistent_workers: (
         Annotated[
@@ -925,7 +861,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='If True, the data loader will not shut down the worker processes after a dataset has been consumed once. This allows to maintain the workers Dataset instances alive. Can potentially speed up training, but will increase RAM usage.'
             ),
         ]
-        | UnsetType
     ) = False
     dataloader_prefetch_factor: (
         Annotated[
@@ -952,7 +887,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='If True (default), the data loader yields batches in the order workers were dispatched. Set to False to yield batches as soon as they are ready, reducing tail latency for IterableDataset streaming workloads. Requires PyTorch >= 2.6.'
             ),
         ]
-        | UnsetType
     ) = True
     remove_unused_columns: (
         Annotated[
@@ -961,7 +895,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether or not to automatically remove the columns unused by the model forward method.'
             ),
         ]
-        | UnsetType
     ) = True
     label_names: (
         Annotated[
@@ -977,14 +910,12 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             Literal['random', 'sequential', 'group_by_length', 'batch_rebalance'],
             Meta(description="Sampler for training: 'random' (default), 'sequential', 'group_by_length', or 'batch_rebalance'."),
         ]
-        | UnsetType
     ) = 'random'
     length_column_name: (
         Annotated[
             str,
             Meta(description="Column name for precomputed lengths. Ignored unless `train_sampling_strategy` is 'group_by_length' or 'batch_rebalance'."),
         ]
-        | UnsetType
     ) = 'length'
     ddp_find_unused_parameters: (
         Annotated[
@@ -1038,7 +969,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='The timeout for `torch.distributed.init_process_group` calls (in seconds).'
             ),
         ]
-        | UnsetType
     ) = 1800
     fsdp: (
         Annotated[
@@ -1072,7 +1002,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
             str | list[Literal['underflow_overflow', 'tpu_metrics_debug']],
             Meta(description="Enable one or more debug features. Options: 'underflow_overflow' (detect overflow in model I/O), 'tpu_metrics_debug' (print TPU metrics)."),
         ]
-        | UnsetType
     ) = ''
     skip_memory_metrics: (
         Annotated[
@@ -1081,7 +1010,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to skip adding memory profiler reports to metrics. Skipped by default because it slows down training.'
             ),
         ]
-        | UnsetType
     ) = True
     do_train: (
         Annotated[
@@ -1090,7 +1018,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to run training. Not directly used by Trainer; intended for training/evaluation scripts.'
             ),
         ]
-        | UnsetType
     ) = False
     do_eval: (
         Annotated[
@@ -1099,7 +1026,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to run evaluation. Not directly used by Trainer; intended for training/evaluation scripts.'
             ),
         ]
-        | UnsetType
     ) = False
     do_predict: (
         Annotated[
@@ -1108,7 +1034,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='Whether to run predictions on the test set. Not directly used by Trainer; intended for training/evaluation scripts.'
             ),
         ]
-        | UnsetType
     ) = False
     local_rank: (
         Annotated[
@@ -1117,7 +1042,6 @@ class SilogenTrainingArguments(Struct, kw_only=True):
                 description='When using torch.distributed.launch (Deprecated), it will pass `local_rank` in the script, so we need this for the parser. To get the local rank, prefer using the property `local_process_index`'
             ),
         ]
-        | UnsetType
     ) = -1
 
 
@@ -1165,7 +1089,6 @@ class PromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1174,7 +1097,6 @@ class PromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1188,7 +1110,6 @@ class MultitaskPromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1197,7 +1118,6 @@ class MultitaskPromptTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1211,7 +1131,6 @@ class PTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P_TUNI
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1220,7 +1139,6 @@ class PTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P_TUNI
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1234,7 +1152,6 @@ class PrefixTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1243,7 +1160,6 @@ class PrefixTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='P
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1257,7 +1173,6 @@ class LoraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LORA'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1266,7 +1181,6 @@ class LoraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LORA'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1280,7 +1194,6 @@ class AdaloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='ADALOR
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1289,7 +1202,6 @@ class AdaloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='ADALOR
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1303,7 +1215,6 @@ class BoftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='BOFT'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1312,7 +1223,6 @@ class BoftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='BOFT'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1326,7 +1236,6 @@ class AdaptionPromptPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag=
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1335,7 +1244,6 @@ class AdaptionPromptPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag=
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1349,7 +1257,6 @@ class Ia3PeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='IA3'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1358,7 +1265,6 @@ class Ia3PeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='IA3'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1372,7 +1278,6 @@ class LohaPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOHA'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1381,7 +1286,6 @@ class LohaPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOHA'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1395,7 +1299,6 @@ class LokrPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOKR'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1404,7 +1307,6 @@ class LokrPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LOKR'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1418,7 +1320,6 @@ class OftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='OFT'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1427,7 +1328,6 @@ class OftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='OFT'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1441,7 +1341,6 @@ class PolyPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='POLY'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1450,7 +1349,6 @@ class PolyPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='POLY'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1464,7 +1362,6 @@ class LnTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LN_TU
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1473,7 +1370,6 @@ class LnTuningPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='LN_TU
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1487,7 +1383,6 @@ class VeraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VERA'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1496,7 +1391,6 @@ class VeraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VERA'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1510,7 +1404,6 @@ class FourierftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='FOUR
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1519,7 +1412,6 @@ class FourierftPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='FOUR
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1533,7 +1425,6 @@ class XloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='XLORA'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1542,7 +1433,6 @@ class XloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='XLORA'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1556,7 +1446,6 @@ class HraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='HRA'):
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1565,7 +1454,6 @@ class HraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='HRA'):
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1579,7 +1467,6 @@ class VbloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VBLORA'
             TaskType,
             Meta(description='The PEFT task type; ftconfig trains causal LMs.'),
         ]
-        | UnsetType
     ) = 'CAUSAL_LM'
     peft_kwargs: (
         Annotated[
@@ -1588,7 +1475,6 @@ class VbloraPeftConfig(Struct, kw_only=True, tag_field='peft_type', tag='VBLORA'
                 description='Keyword arguments of the peft config class of the chosen peft_type (e.g. r, lora_alpha, target_modules for LORA). Checked against that class before the model loads.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=dict)
 
 
@@ -1604,7 +1490,6 @@ class ModelArguments(Struct, kw_only=True):
             Literal['auto', 'bfloat16', 'float16', 'float32'],
             Meta(description="dtype the weights load in; auto takes the checkpoint's own. Passed as transformers' dtype."),
         ]
-        | UnsetType
     ) = 'auto'
     device_map: (
         Annotated[
@@ -1631,7 +1516,6 @@ class ModelArguments(Struct, kw_only=True):
                 description='Load the weights without a first random initialisation (always on in transformers 5).'
             ),
         ]
-        | UnsetType
     ) = False
     attn_implementation: (
         Annotated[
@@ -1669,7 +1553,6 @@ class ModelArguments(Struct, kw_only=True):
                 description='Saves generated hidden states to speed up generation. use_cache is mutually exclusive with gradient_checkpointing: ftconfig turns it off (with a warning) when gradient checkpointing is on.'
             ),
         ]
-        | UnsetType
     ) = True
     cache_dir: (
         Annotated[str, Meta(description='Where downloaded models are cached.')] | None
@@ -1679,11 +1562,9 @@ class ModelArguments(Struct, kw_only=True):
             bool,
             Meta(description='Download the model files again even if they are cached.'),
         ]
-        | UnsetType
     ) = False
     local_files_only: (
         Annotated[bool, Meta(description='Never download; use only local files.')]
-        | UnsetType
     ) = False
     proxies: (
         Annotated[
@@ -1701,21 +1582,18 @@ class ModelArguments(Struct, kw_only=True):
                 description='Deprecated upstream (downloads always resume); kept for compatibility.'
             ),
         ]
-        | UnsetType
     ) = False
     revision: (
         Annotated[
             str,
             Meta(description='Branch, tag or commit of the model repository.'),
         ]
-        | UnsetType
     ) = 'main'
     code_revision: (
         Annotated[
             str,
             Meta(description='Branch, tag or commit of remote code (with trust_remote_code).'),
         ]
-        | UnsetType
     ) = 'main'
     subfolder: (
         Annotated[
@@ -1752,7 +1630,6 @@ class ModelArguments(Struct, kw_only=True):
                 description='Warning: if set to true, allows execution of downloaded remote code.'
             ),
         ]
-        | UnsetType
     ) = False
 
 
@@ -1805,7 +1682,6 @@ class FinetuningTrackingConfig(Struct, kw_only=True):
             bool | HfMlflowLogArtifacts,
             Meta(description='Whether to store model artifacts (checkpoints) in MLFlow. A boolean, or the seed\'s string form ("True"/"False").'),
         ]
-        | UnsetType
     ) = 'False'
 
 
@@ -1832,11 +1708,9 @@ class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type',
         Annotated[
             bool, Meta(description='Load the linear layers in 8 bits (LLM.int8()).')
         ]
-        | UnsetType
     ) = False
     load_in_4bit: (
         Annotated[bool, Meta(description='Load the linear layers in 4 bits (QLoRA).')]
-        | UnsetType
     ) = False
     llm_int8_threshold: (
         Annotated[
@@ -1845,7 +1719,6 @@ class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type',
                 description='Outlier threshold of LLM.int8(): hidden states above it are computed in 16 bits.'
             ),
         ]
-        | UnsetType
     ) = 6.0
     llm_int8_skip_modules: (
         Annotated[
@@ -1861,13 +1734,11 @@ class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type',
                 description='Keep offloaded (CPU) modules in float32 when loading in 8 bits.'
             ),
         ]
-        | UnsetType
     ) = False
     llm_int8_has_fp16_weight: (
         Annotated[
             bool, Meta(description='Keep 16-bit main weights for 8-bit training.')
         ]
-        | UnsetType
     ) = False
     bnb_4bit_compute_dtype: (
         Annotated[
@@ -1881,7 +1752,6 @@ class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type',
             Literal['fp4', 'nf4'],
             Meta(description='The 4-bit data type: fp4 or nf4 (NormalFloat4, the QLoRA choice).'),
         ]
-        | UnsetType
     ) = 'fp4'
     bnb_4bit_use_double_quant: (
         Annotated[
@@ -1890,7 +1760,6 @@ class BnBQuantizationConfig(Struct, kw_only=True, tag_field='quantization_type',
                 description='Quantize the quantization constants too (saves about 0.4 bits per parameter).'
             ),
         ]
-        | UnsetType
     ) = False
     bnb_4bit_quant_storage: (
         Annotated[
@@ -1916,18 +1785,15 @@ class SFTArguments(Struct, kw_only=True):
                 ge=1,
             ),
         ]
-        | UnsetType
     ) = 2048
     save_name_if_new_basemodel: (
         Annotated[
             str,
             Meta(description='If a new basemodel is saved, it will be saved with this name.', min_length=1, pattern='^[^/\\\\]+$'),
         ]
-        | UnsetType
     ) = 'checkpoint-new-basemodel'
     train_on_completions_only: (
         Annotated[bool, Meta(description="Only compute loss on the assistant's turns.")]
-        | UnsetType
     ) = False
     packing: (
         Annotated[
@@ -1936,7 +1802,6 @@ class SFTArguments(Struct, kw_only=True):
                 description='Pack several examples into each sequence of up to max_seq_length tokens (best-fit decreasing) instead of padding every example to the longest of its batch. Examples never attend to each other (position ids restart at 0 for each one) and the trained tokens stay exactly the same, completions-only masking included. A batch then holds per-device-batch-size packs, so each step sees more examples and an epoch has fewer steps. Needs attn_implementation eager, sdpa, flex_attention or a flash-attention kernel (the default, sdpa, works); worth it when examples differ much in length.'
             ),
         ]
-        | UnsetType
     ) = False
 
 
@@ -1965,14 +1830,12 @@ class Overrides(Struct, kw_only=True):
                 gt=0.0,
             ),
         ]
-        | UnsetType
     ) = 1.0
     lr_batch_size_scaling: (
         Annotated[
             Literal['none', 'sqrt', 'linear'],
             Meta(description='Scales the learning rate in the training_args by a factor derived from the total training batch size. none: No scaling. sqrt: Multiplies learning rate by square root of batch size (a classic scaling rule). linear: Multiplies learning rate by the batch size (a more modern scaling rule).'),
         ]
-        | UnsetType
     ) = 'none'
 
 
@@ -2040,7 +1903,6 @@ class RunConfig(Struct, kw_only=True):
             str,
             Meta(description='Local path (or HuggingFace ID) of the model to be fine-tuned. Normally this should be /local_resources/basemodel.', min_length=1),
         ]
-        | UnsetType
     ) = '/local_resources/basemodel'
     model_args: (
         Annotated[
@@ -2049,7 +1911,6 @@ class RunConfig(Struct, kw_only=True):
                 description='Keyword arguments for AutoModelForCausalLM.from_pretrained.'
             ),
         ]
-        | UnsetType
     ) = field(default_factory=lambda: convert({},  type=ModelArguments))
     tokenizer: (
         Annotated[
@@ -2067,7 +1928,6 @@ class RunConfig(Struct, kw_only=True):
                 description="Use the Fast version of the tokenizer. The 'slow' version may be compatible with more features."
             ),
         ]
-        | UnsetType
     ) = True
     resume_from_checkpoint: (
         Annotated[
@@ -2076,14 +1936,12 @@ class RunConfig(Struct, kw_only=True):
                 description="Normally should be set to 'auto' to continue if a checkpoint exists. Can set to true to always try to continue, false to never try, or a path to load from a specific path."
             ),
         ]
-        | UnsetType
     ) = False
     final_checkpoint_name: (
         Annotated[
             str,
             Meta(description='Name of final checkpoint (a folder inside output_dir). Should be left as default.', min_length=1, pattern='^[^/\\\\]+$'),
         ]
-        | UnsetType
     ) = 'checkpoint-final'
 
 
@@ -2120,21 +1978,18 @@ class ChatTrainValidConfig(Struct, kw_only=True):
             ChatTemplateName,
             Meta(description="The chat template rendered around every conversation; keep-original uses the tokenizer's own template."),
         ]
-        | UnsetType
     ) = 'mistral-with-system'
     padding_side: (
         Annotated[
             Literal['right', 'left'],
             Meta(description='Padding side, right is usually right.'),
         ]
-        | UnsetType
     ) = 'right'
     missing_pad_token_strategy: (
         Annotated[
             MissingPadTokenStrategy,
             Meta(description='See the MissingPadTokenStrategys for descriptions of the options.'),
         ]
-        | UnsetType
     ) = 'bos-repurpose'
 
 
@@ -2170,14 +2025,12 @@ class FinetuningConfig(Struct, kw_only=True):
             Literal['sft'],
             Meta(description='The training method; ftconfig runs supervised finetuning.'),
         ]
-        | UnsetType
     ) = 'sft'
     overrides: (
         Annotated[
             Overrides,
             Meta(description='Override options to simplify the config interface.'),
         ]
-        | UnsetType
     ) = (
         field(default_factory=lambda: convert({'num_train_epochs': None, 'lr_multiplier': 1.0, 'lr_batch_size_scaling': 'none'},  type=Overrides))
     )
@@ -2189,7 +2042,6 @@ class FinetuningConfig(Struct, kw_only=True):
     ) = None
     quant_conf: (
         Annotated[QuantizationConfig, Meta(description='Quantization configuration.')]
-        | UnsetType
     ) = (
         field(default_factory=lambda: convert({'quantization_type': 'no-quantization'},  type=QuantizationConfig))
     )

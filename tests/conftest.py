@@ -1,14 +1,17 @@
-"""Shared fixtures: the shipped tiny model and data, offline settings for every test."""
+"""Shared fixtures: the shipped tiny model and data, a real MLflow server, offline settings for every test.
+
+Plain helpers (paths, base documents, make_config, only_error) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO_ROOT / "examples"
+from tests.helpers import DATA_DIR, REPO_ROOT, TINY_MODEL
 
 # Nothing may be downloaded: every test runs against files the project ships or builds.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,14 +29,13 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The tiny Llama + tokenizer built by `python -m ftconfig.tools.build_tiny_model` (committed)."""
-    path = EXAMPLES / "tiny-llama"
-    assert (path / "model.safetensors").exists(), "run: python -m ftconfig.tools.build_tiny_model"
-    return path
+    assert (TINY_MODEL / "model.safetensors").exists(), "run: python -m ftconfig.tools.build_tiny_model"
+    return TINY_MODEL
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return EXAMPLES / "data"
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,8 +44,10 @@ def _isolated_preparation_cache(tmp_path_factory: pytest.TempPathFactory) -> Non
     os.environ["FTCONFIG_CACHE_DIR"] = str(tmp_path_factory.mktemp("prepared-cache"))
 
 
-def tiny_run_document(output_dir: Path, **sections: dict) -> dict:
-    """A small, fast config for the shipped tiny model (see tools/build_tiny_model.tiny_run_document)."""
-    from ftconfig.tools.build_tiny_model import tiny_run_document as build
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a real `mlflow server` (sqlite backend, proxied artifacts), shared by the session's tests."""
+    from tests.mlflow_server import running_mlflow_server
 
-    return build(output_dir, EXAMPLES, **sections)
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri

@@ -1,4 +1,4 @@
-"""A real `mlflow server` (sqlite backend, local artifacts, one worker): import `mlflow_server_fixture` to use it."""
+"""A real `mlflow server` (sqlite backend, local artifacts, one worker); conftest's `mlflow_server` fixture uses it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+__all__ = ["running_mlflow_server"]
 
 HEALTH_TIMEOUT_S = 60.0
 
@@ -41,9 +41,12 @@ def running_mlflow_server(directory: Path) -> Iterator[str]:
     """
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
-    mlflow = Path(sys.executable).with_name("mlflow")
+    # `python -m mlflow` rather than the `mlflow` script: a venv that sees mlflow through another venv's
+    # site-packages has no script of its own.
     command = [
-        str(mlflow) if mlflow.exists() else "mlflow",
+        sys.executable,
+        "-m",
+        "mlflow",
         "server",
         "--host",
         "127.0.0.1",
@@ -92,10 +95,3 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-
-
-@pytest.fixture(scope="session", name="mlflow_server")
-def mlflow_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URI of a real MLflow tracking server, shared by the session's tests."""
-    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
-        yield uri

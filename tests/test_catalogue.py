@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, tiny_run_document
+from tests.helpers import EXAMPLES, tiny_run_document
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 DELETE = object()  # a `changes` value that removes the key
@@ -543,6 +543,7 @@ def test_the_catalogue_holds_at_least_40_cases_on_both_sides_of_the_schema() -> 
     assert sum(case.schema is False for case in CASES.values()) >= 20
 
 
+@pytest.mark.slow  # every case runs the whole ftrun dry run in-process (tokenizer, data, plan)
 @pytest.mark.parametrize("name", list(CASES))
 def test_ftrun_dry_run_exits_2_naming_the_place_without_traceback_or_writes(
     name: str,
@@ -590,7 +591,7 @@ def test_ftschema_validate_rejects_exactly_the_pure_config_mistakes(
 SUBPROCESS_CASES = ["training-args-key-misspelled", "jsonl-line-not-json", "model-path-missing"]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_python_m_ftconfig_process_exits_2_with_the_message_and_no_traceback(
     name: str, tmp_path: Path, tokenizers: Path

@@ -10,13 +10,13 @@ import torch
 from ftconfig.runtime.data._collator import build_data_collator
 from ftconfig.runtime.data._encode import IGNORE_INDEX, encode_conversations
 from ftconfig.runtime.data._tokenizer import build_tokenizer
-from tests.test_tokenizer import make_config
+from tests.helpers import make_config
 
 EOS, BOS, UNK = 2, 1, 0  # ids in the tiny tokenizer
 
 
 def build(model_dir, **data_conf):
-    config = make_config(model_dir, **data_conf)
+    config = make_config(model_dir, data_conf=data_conf)
     return build_tokenizer(config.run_conf, config.data_conf)
 
 
@@ -47,7 +47,7 @@ def test_left_padding_pads_before_the_tokens(tiny_model_dir):
 
 
 def test_unk_convert_to_eos_shows_padding_as_eos_and_ignores_it_in_the_loss(tiny_model_dir):
-    """Reference test: inputs [2,2,3,EOS,UNK] -> inputs [2,2,3,EOS,EOS], labels [2,2,3,EOS,-100]."""
+    """Inputs [2,2,3,EOS,UNK] -> inputs [2,2,3,EOS,EOS], labels [2,2,3,EOS,-100]."""
     tokenizer, setup = build(tiny_model_dir, missing_pad_token_strategy="unk-convert-to-eos")
     batch = build_data_collator(tokenizer, setup)(features([2, 2, 3, EOS], [2, 2, 3, 4, EOS]))
     assert batch["input_ids"][0].tolist() == [2, 2, 3, EOS, EOS]
@@ -63,7 +63,7 @@ def test_unk_convert_to_eos_keeps_a_real_unk_token_in_the_text(tiny_model_dir):
 
 
 def test_eos_repurpose_still_trains_on_eos(tiny_model_dir):
-    """The reference derived labels from pad ids, so pad = EOS hid every EOS from the loss; ours are given."""
+    """Labels come with the features, not from pad ids: with pad = EOS, deriving them would hide every EOS."""
     tokenizer, setup = build(tiny_model_dir, missing_pad_token_strategy="eos-repurpose")
     batch = build_data_collator(tokenizer, setup)(features([BOS, 5, EOS], [BOS, EOS]))
     assert batch["labels"].tolist() == [[BOS, 5, EOS], [BOS, EOS, IGNORE_INDEX]]

@@ -12,30 +12,15 @@ from typing import Any
 import pytest
 
 from ftconfig.runtime.config._errors import ConfigError, DataError
-from ftconfig.runtime.config._load import load_config
 
 datasets = pytest.importorskip("datasets")
 
 from ftconfig.runtime.data import _cache as _prepare_cache  # noqa: E402
-from ftconfig.runtime.data import _prepare as _data  # noqa: E402
-from ftconfig.runtime.data import _records  # noqa: E402
 from ftconfig.runtime.data._encode import encode_conversations  # noqa: E402
 from ftconfig.runtime.data._prepare import PreparedData, prepare_data  # noqa: E402
 from ftconfig.runtime.data._records import read_conversations  # noqa: E402
 from ftconfig.runtime.data._tokenizer import build_tokenizer  # noqa: E402
-
-BASE_DOCUMENT: dict[str, Any] = {
-    "data_conf": {
-        "training_data": {"type": "CONCATENATION", "datasets": [{"path": "unset"}]},
-        "validation_data": {"type": "NONE"},
-    },
-    "training_args": {"learning_rate": 1.0e-4},
-    "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 4},
-    "peft_conf": {"peft_type": "NO_PEFT"},
-    "run_conf": {"model": "unset"},
-    "sft_args": {"max_seq_length": 512},
-}
-
+from tests.helpers import make_config  # noqa: E402
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -60,7 +45,7 @@ def write_source(directory: Path, prefix: str, count: int, words: int = 1) -> tu
     return path, rows
 
 
-def make_config(
+def data_config(
     model_dir: Path,
     training: dict[str, Any],
     validation: dict[str, Any] | None = None,
@@ -68,12 +53,12 @@ def make_config(
     max_seq_length: int = 512,
     completions_only: bool = False,
 ) -> Any:
-    document = json.loads(json.dumps(BASE_DOCUMENT))
-    document["data_conf"]["training_data"] = training
-    document["data_conf"]["validation_data"] = validation or {"type": "NONE"}
-    document["run_conf"]["model"] = str(model_dir)
-    document["sft_args"] = {"max_seq_length": max_seq_length, "train_on_completions_only": completions_only}
-    return load_config(document)
+    """The base config with these training and validation data sections and sequence settings."""
+    return make_config(
+        model_dir,
+        data_conf={"training_data": training, "validation_data": validation or {"type": "NONE"}},
+        sft_args={"max_seq_length": max_seq_length, "train_on_completions_only": completions_only},
+    )
 
 
 def concatenation(*paths: Path) -> dict[str, Any]:
@@ -87,7 +72,7 @@ def weighted_mix(*items: tuple[Path, float], seed: int = 7) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tokenizer_and_setup(tiny_model_dir: Path) -> tuple[Any, Any]:
-    config = make_config(tiny_model_dir, concatenation(Path("unused.jsonl")))
+    config = data_config(tiny_model_dir, concatenation(Path("unused.jsonl")))
     return build_tokenizer(config.run_conf, config.data_conf)
 
 
@@ -126,20 +111,12 @@ def lengths_of(tokenizer_and_setup: tuple[Any, Any], sources: dict[str, Any]) ->
 # --- combining ----------------------------------------------------------------------------------------------
 
 
-def test_public_names_are_the_documented_ones() -> None:
-    assert sorted(_data.__all__) == ["PreparedData", "default_cache_dir", "prepare_data"]
-    assert "read_conversations" in _records.__all__
-    assert {"cache_key", "load_prepared", "store_prepared", "default_cache_dir"} <= set(
-        _prepare_cache.__all__
-    )
-
-
 def test_concatenation_gives_the_files_in_order_and_rows_in_file_order(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any, labeller: Any
 ) -> None:
     first, first_rows = write_source(tmp_path, "a", 2)
     second, second_rows = write_source(tmp_path, "b", 3)
-    data = prepare(make_config(tiny_model_dir, concatenation(first, second)))
+    data = prepare(data_config(tiny_model_dir, concatenation(first, second)))
     assert labeller(data.train, first_rows | second_rows) == ["a0", "a1", "b0", "b1", "b2"]
     assert data.train.column_names == ["input_ids", "labels", "length"]
     assert data.validation is None
@@ -147,13 +124,13 @@ def test_concatenation_gives_the_files_in_order_and_rows_in_file_order(
     assert data.train_tokens == sum(data.train["length"])
 
 
-def test_round_robin_mix_wraps_the_shorter_files_like_the_reference(
+def test_round_robin_mix_wraps_the_shorter_files_until_the_longest_is_used_up(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any, labeller: Any
 ) -> None:
     a, a_rows = write_source(tmp_path, "a", 3)
     b, b_rows = write_source(tmp_path, "b", 4)
     c, c_rows = write_source(tmp_path, "c", 5)
-    data = prepare(make_config(tiny_model_dir, weighted_mix((a, 1.0), (b, 1.0), (c, 1.0))))
+    data = prepare(data_config(tiny_model_dir, weighted_mix((a, 1.0), (b, 1.0), (c, 1.0))))
     order = labeller(data.train, a_rows | b_rows | c_rows)
     assert order == ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2", "a0", "b3", "c3", "a1", "b0", "c4"]
 
@@ -164,14 +141,14 @@ def test_weighted_mix_is_reproducible_and_stops_once_every_example_was_drawn(
     a, a_rows = write_source(tmp_path, "a", 3)
     b, b_rows = write_source(tmp_path, "b", 4)
     sources = a_rows | b_rows
-    config = make_config(tiny_model_dir, weighted_mix((a, 3.0), (b, 1.0), seed=11))
+    config = data_config(tiny_model_dir, weighted_mix((a, 3.0), (b, 1.0), seed=11))
     order = labeller(prepare(config).train, sources)
     assert labeller(prepare(config).train, sources) == order
     assert set(order) == set(sources)
     assert set(order[:-1]) != set(sources), "the mix went on after every example had been drawn"
     assert len(order) > len(sources), "weight 3:1 on 3 and 4 rows oversamples the first file"
     other_seed = labeller(
-        prepare(make_config(tiny_model_dir, weighted_mix((a, 3.0), (b, 1.0), seed=12))).train, sources
+        prepare(data_config(tiny_model_dir, weighted_mix((a, 3.0), (b, 1.0), seed=12))).train, sources
     )
     assert other_seed != order
 
@@ -180,7 +157,7 @@ def test_weight_zero_dataset_is_skipped_and_never_read(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any, labeller: Any
 ) -> None:
     a, a_rows = write_source(tmp_path, "a", 3)
-    data = prepare(make_config(tiny_model_dir, weighted_mix((a, 1.0), (tmp_path / "absent.jsonl", 0.0))))
+    data = prepare(data_config(tiny_model_dir, weighted_mix((a, 1.0), (tmp_path / "absent.jsonl", 0.0))))
     assert labeller(data.train, a_rows) == ["a0", "a1", "a2"]
 
 
@@ -189,7 +166,7 @@ def test_all_weights_zero_is_a_config_error_at_the_datasets_list(
 ) -> None:
     a, _ = write_source(tmp_path, "a", 3)
     with pytest.raises(ConfigError) as caught:
-        prepare(make_config(tiny_model_dir, weighted_mix((a, 0.0), (a, 0.0))))
+        prepare(data_config(tiny_model_dir, weighted_mix((a, 0.0), (a, 0.0))))
     assert caught.value.items[0].location == "$.data_conf.training_data.datasets"
     assert "sampling_weight 0" in caught.value.items[0].message
 
@@ -204,7 +181,7 @@ def test_auto_split_after_an_oversampling_mix_never_puts_a_source_example_on_bot
     b, b_rows = write_source(tmp_path, "b", 10)
     sources = a_rows | b_rows
     split = {"type": "AUTO_SPLIT", "ratio": 0.25, "seed": 3}
-    data = prepare(make_config(tiny_model_dir, weighted_mix((a, 5.0), (b, 1.0)), split))
+    data = prepare(data_config(tiny_model_dir, weighted_mix((a, 5.0), (b, 1.0)), split))
     train, validation = labeller(data.train, sources), labeller(data.validation, sources)
     assert len(train) > len(set(train)), "the mix should duplicate rows for this test to mean anything"
     assert not set(train) & set(validation)
@@ -217,7 +194,7 @@ def test_auto_split_validation_size_is_ceil_of_ratio_times_examples(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any, count: int, ratio: float, expected: int
 ) -> None:
     a, _ = write_source(tmp_path, "a", count)
-    data = prepare(make_config(tiny_model_dir, concatenation(a), {"type": "AUTO_SPLIT", "ratio": ratio}))
+    data = prepare(data_config(tiny_model_dir, concatenation(a), {"type": "AUTO_SPLIT", "ratio": ratio}))
     assert (len(data.train), len(data.validation)) == (count - expected, expected)
 
 
@@ -226,7 +203,7 @@ def test_auto_split_that_leaves_no_training_example_is_a_data_error(
 ) -> None:
     a, _ = write_source(tmp_path, "a", 2)
     with pytest.raises(DataError) as caught:
-        prepare(make_config(tiny_model_dir, concatenation(a), {"type": "AUTO_SPLIT", "ratio": 0.9}))
+        prepare(data_config(tiny_model_dir, concatenation(a), {"type": "AUTO_SPLIT", "ratio": 0.9}))
     assert caught.value.items[0].location == "$.data_conf.validation_data.ratio"
 
 
@@ -239,7 +216,7 @@ def test_concatenation_validation_is_length_filtered_and_sorted_longest_first(
     lengths = lengths_of(tokenizer_and_setup, rows)
     limit = lengths["v1"]  # v4 is longer and must go; v1 sits exactly at the limit and stays
     assert lengths["v4"] > limit and max(lengths_of(tokenizer_and_setup, a_rows).values()) <= limit
-    data = prepare(make_config(tiny_model_dir, concatenation(a), concatenation(valid), max_seq_length=limit))
+    data = prepare(data_config(tiny_model_dir, concatenation(a), concatenation(valid), max_seq_length=limit))
     assert labeller(data.validation, rows) == ["v1", "v3", "v0", "v2"]
     assert data.validation["length"] == sorted(data.validation["length"], reverse=True)
     assert (data.dropped_train, data.dropped_validation) == (0, 1)
@@ -250,7 +227,7 @@ def test_auto_split_validation_is_sorted_longest_first(
 ) -> None:
     rows = [{"messages": conversation(f"r{i}", words=1 + (i * 7) % 11)} for i in range(20)]
     path = write_jsonl(tmp_path / "rows.jsonl", rows)
-    data = prepare(make_config(tiny_model_dir, concatenation(path), {"type": "AUTO_SPLIT", "ratio": 0.5}))
+    data = prepare(data_config(tiny_model_dir, concatenation(path), {"type": "AUTO_SPLIT", "ratio": 0.5}))
     assert len(data.validation) == 10
     assert data.validation["length"] == sorted(data.validation["length"], reverse=True)
 
@@ -266,7 +243,7 @@ def test_length_filter_keeps_length_equal_to_the_limit_and_counts_the_dropped(
     lengths = lengths_of(tokenizer_and_setup, rows)
     limit = lengths["r1"]
     with caplog.at_level(logging.WARNING, logger="ftconfig.runtime.data._prepare"):
-        data = prepare(make_config(tiny_model_dir, concatenation(path), max_seq_length=limit))
+        data = prepare(data_config(tiny_model_dir, concatenation(path), max_seq_length=limit))
     kept = labeller(data.train, rows)
     assert kept == [name for name in rows if lengths[name] <= limit]
     assert "r1" in kept and lengths["r1"] == limit
@@ -281,7 +258,7 @@ def test_every_training_example_too_long_is_a_data_error_with_the_lengths(
     path, rows = write_source(tmp_path, "a", 3, words=5)
     lengths = lengths_of(tokenizer_and_setup, rows)
     with pytest.raises(DataError) as caught:
-        prepare(make_config(tiny_model_dir, concatenation(path), max_seq_length=min(lengths.values()) - 1))
+        prepare(data_config(tiny_model_dir, concatenation(path), max_seq_length=min(lengths.values()) - 1))
     item = caught.value.items[0]
     assert item.location == "$.sft_args.max_seq_length"
     assert (
@@ -294,8 +271,8 @@ def test_completions_only_setting_reaches_the_encoder(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any
 ) -> None:
     path, _ = write_source(tmp_path, "a", 2)
-    full = prepare(make_config(tiny_model_dir, concatenation(path)))
-    masked = prepare(make_config(tiny_model_dir, concatenation(path), completions_only=True))
+    full = prepare(data_config(tiny_model_dir, concatenation(path)))
+    masked = prepare(data_config(tiny_model_dir, concatenation(path), completions_only=True))
     assert full.train["input_ids"] == masked.train["input_ids"]
     count = lambda data: sum(label == -100 for row in data.train["labels"] for label in row)  # noqa: E731
     assert count(masked) > count(full)
@@ -357,7 +334,7 @@ def test_all_bad_rows_are_reported_up_to_a_cap(tmp_path: Path, tiny_model_dir: P
     path = tmp_path / "bad.jsonl"
     path.write_text("".join(f"{GOOD_ROW}\n{{broken\n" for _ in range(25)))
     with pytest.raises(DataError) as caught:
-        prepare(make_config(tiny_model_dir, concatenation(path)))
+        prepare(data_config(tiny_model_dir, concatenation(path)))
     items = caught.value.items
     assert [item.location for item in items[:3]] == [f"{path}:2", f"{path}:4", f"{path}:6"]
     assert len(items) == 21 and "and 5 more bad rows" in items[-1].message
@@ -367,7 +344,7 @@ def test_empty_file_is_a_data_error(tmp_path: Path, tiny_model_dir: Path, prepar
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
     with pytest.raises(DataError, match="no rows"):
-        prepare(make_config(tiny_model_dir, concatenation(path)))
+        prepare(data_config(tiny_model_dir, concatenation(path)))
 
 
 def test_missing_file_error_names_the_config_entry(
@@ -376,7 +353,7 @@ def test_missing_file_error_names_the_config_entry(
     a, _ = write_source(tmp_path, "a", 2)
     missing = tmp_path / "x.jsonl"
     with pytest.raises(DataError) as caught:
-        prepare(make_config(tiny_model_dir, concatenation(a, missing)))
+        prepare(data_config(tiny_model_dir, concatenation(a, missing)))
     [item] = caught.value.items
     assert item.location == "$.data_conf.training_data.datasets[1].path"
     assert item.message == f"file not found: {missing}"
@@ -397,7 +374,7 @@ def test_second_call_is_a_cache_hit_with_equal_data(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any
 ) -> None:
     path, _ = write_source(tmp_path, "a", 6)
-    config = make_config(tiny_model_dir, concatenation(path), {"type": "AUTO_SPLIT", "ratio": 0.5})
+    config = data_config(tiny_model_dir, concatenation(path), {"type": "AUTO_SPLIT", "ratio": 0.5})
     first = prepare(config, cache_dir=tmp_path / "cache")
     second = prepare(config, cache_dir=tmp_path / "cache")
     assert (first.cache_hit, second.cache_hit) == (False, True)
@@ -416,12 +393,12 @@ def test_changing_max_seq_length_or_a_data_file_misses_the_cache(
 ) -> None:
     path, _ = write_source(tmp_path, "a", 4)
     cache = tmp_path / "cache"
-    assert not prepare(make_config(tiny_model_dir, concatenation(path)), cache_dir=cache).cache_hit
+    assert not prepare(data_config(tiny_model_dir, concatenation(path)), cache_dir=cache).cache_hit
     assert not prepare(
-        make_config(tiny_model_dir, concatenation(path), max_seq_length=500), cache_dir=cache
+        data_config(tiny_model_dir, concatenation(path), max_seq_length=500), cache_dir=cache
     ).cache_hit
     write_source(tmp_path, "a", 5)
-    changed = prepare(make_config(tiny_model_dir, concatenation(path)), cache_dir=cache)
+    changed = prepare(data_config(tiny_model_dir, concatenation(path)), cache_dir=cache)
     assert not changed.cache_hit and len(changed.train) == 5
 
 
@@ -429,7 +406,7 @@ def test_a_damaged_cache_entry_is_ignored_and_rebuilt(
     tmp_path: Path, tiny_model_dir: Path, prepare: Any
 ) -> None:
     path, _ = write_source(tmp_path, "a", 4)
-    config = make_config(tiny_model_dir, concatenation(path))
+    config = data_config(tiny_model_dir, concatenation(path))
     cache = tmp_path / "cache"
     expected = prepare(config, cache_dir=cache).train.to_dict()
     [entry] = cache.iterdir()
@@ -443,7 +420,7 @@ def test_a_damaged_cache_entry_is_ignored_and_rebuilt(
 def test_two_tokenising_processes_give_the_same_result_as_one(
     tmp_path: Path, tiny_model_dir: Path, data_dir: Path, prepare: Any
 ) -> None:
-    config = make_config(
+    config = data_config(
         tiny_model_dir, concatenation(data_dir / "train.jsonl"), {"type": "AUTO_SPLIT", "ratio": 0.1}
     )
     one, two = prepare(config, num_proc=1), prepare(config, num_proc=2)
@@ -454,9 +431,7 @@ def test_two_tokenising_processes_give_the_same_result_as_one(
 
 def test_tokenizer_fingerprint_is_stable_and_follows_template_and_padding_side(tiny_model_dir: Path) -> None:
     def fingerprint(**data_conf: str) -> str:
-        document = {**json.loads(json.dumps(BASE_DOCUMENT)), "run_conf": {"model": str(tiny_model_dir)}}
-        document["data_conf"] = {**document["data_conf"], **data_conf}
-        config = load_config(document)
+        config = make_config(tiny_model_dir, data_conf=data_conf)
         return _prepare_cache.tokenizer_fingerprint(*build_tokenizer(config.run_conf, config.data_conf))
 
     default = fingerprint()

@@ -355,6 +355,7 @@ def check(case: Case) -> None:
     return _count(case, "invalid")
 
 
+@pytest.mark.slow  # 10,000 generated documents through both validators
 @settings(
     max_examples=EXAMPLES,
     derandomize=True,

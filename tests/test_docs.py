@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from ftconfig.runtime.config._load import load_config, parse_document
 from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
-from ftconfig.tools import _gen_docs
 from ftconfig.tools._gen_docs import CONFIG_DOC, SHARED_LINK, render_docs, write_docs
 from ftconfig.tools._paths import DOCS_DIR, REPO_ROOT
 
@@ -71,10 +70,6 @@ def test_ftschema_gen_docs_check_passes_on_the_committed_file() -> None:
 
     result = CliRunner().invoke(cli, ["gen-docs", "--check"])
     assert result.exit_code == 0, result.output
-
-
-def test_gen_docs_exports_only_its_public_names() -> None:
-    assert set(_gen_docs.__all__) == {"CONFIG_DOC", "render_docs", "write_docs"}
 
 
 @pytest.mark.parametrize(("name", "schema"), _documented_objects(), ids=lambda value: str(value)[:40])

@@ -23,7 +23,7 @@ try:  # tests/ as a package, or as a rootdir-inserted folder (no __init__.py)
 except ImportError:
     from lsp_client import LspClient  # type: ignore[no-redef]
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "generated" / "ftconfig.schema.json"

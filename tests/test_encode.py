@@ -17,7 +17,7 @@ from ftconfig.runtime.data._encode import (
     trained_text,
 )
 from ftconfig.runtime.data._tokenizer import build_tokenizer
-from tests.test_templates import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
+from tests.helpers import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 # What completions-only training learns: each assistant turn's content and its end marker, nothing else.
 TRAINED = {
@@ -120,7 +120,7 @@ def test_simplified_llama31_never_has_a_double_bos(built):
 
 
 def test_an_assistant_turn_right_after_bos_is_closed_at_its_end_marker(built):
-    """Reference bug B9: a turn starting at token 0/1 was never closed and the rest of the row was trained."""
+    """A turn whose start marker is at token 0 or 1 is still closed, so the rest of the row is not trained."""
     tokenizer, setup = built("chat-ml")
     conversation = [{"role": "assistant", "content": "A"}, {"role": "user", "content": "U"}]
     encoded = encode_conversations(tokenizer, setup, [conversation], completions_only=True)
@@ -198,7 +198,7 @@ def _encode_batch(batch, tokenizer, setup):
     return encode_conversations(tokenizer, setup, batch["messages"], completions_only=True)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_encoding_runs_in_datasets_map_with_two_processes(built, data_dir):
     import datasets
 

@@ -24,7 +24,7 @@ import yaml
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.training._checkpoints import resolve_resume
 from ftconfig.runtime.training._output import replace_directory, write_json_atomic
-from tests.conftest import EXAMPLES, tiny_run_document
+from tests.helpers import EXAMPLES, tiny_run_document
 
 MAX_STEPS = 12
 SAVE_STEPS = 4
@@ -163,7 +163,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Killed, interrupted, resumed
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_uninterrupted_steps_and_weights(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -186,7 +186,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_uninterrupted_st
     print(f"resumed after SIGKILL at step {newest}: max |weight difference| = {difference:.3g}")
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )
@@ -225,7 +225,7 @@ def copy_of(uninterrupted: Path, tmp_path: Path) -> tuple[Path, Path]:
     return output_dir, write_config(tmp_path, output_dir)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_fresh_run_over_a_finished_one_is_refused_with_exit_2_and_changes_nothing(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -242,7 +242,7 @@ def test_a_fresh_run_over_a_finished_one_is_refused_with_exit_2_and_changes_noth
     assert snapshot(output_dir) == before
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_overwrite_replaces_the_finished_run_its_final_checkpoint_and_its_numbered_checkpoints(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -269,7 +269,7 @@ def test_overwrite_replaces_the_finished_run_its_final_checkpoint_and_its_number
     assert max_abs_difference(final_weights(output_dir), old_weights) > 1e-3
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_resuming_a_finished_run_trains_no_extra_step_and_rewrites_its_final_checkpoint(
     uninterrupted: Path, tmp_path: Path
 ) -> None:

@@ -7,19 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
-import pytest
-from jsonschema import Draft202012Validator
-
 import ftconfig.runtime
 from ftconfig.generated import config as generated
-from ftconfig.runtime.config._load import convert_document
 from ftconfig.runtime.config._schema import check_schemas, schema_documents
 from ftconfig.tools._bundle import build_bundle, write_bundle
 from ftconfig.tools._gen_code import gen_code
 from ftconfig.tools._import_training_args import import_training_args
 from ftconfig.tools._paths import SCHEMA_DIR
-from tests.test_schema_validation import INVALID_CASES, base_document, with_change
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "mlflow", "datasets", "accelerate")
 
@@ -82,27 +76,6 @@ def _all_refs(node: object) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _all_refs(value)]
     return []
-
-
-def test_bundle_accepts_and_rejects_what_the_multi_file_schema_does() -> None:
-    bundle = Draft202012Validator(build_bundle())
-    assert bundle.is_valid(base_document())
-    for path, value, location, _ in INVALID_CASES:
-        if location is None:
-            continue
-        document = with_change(path, value)
-        if path == "overrides":
-            document["training_args"]["max_steps"] = 10
-        assert not bundle.is_valid(document), path
-
-
-def test_msgspec_rejects_what_jsonschema_rejects_for_typed_fields() -> None:
-    # msgspec is never shown to users, but a struct that accepted garbage would let it reach the libraries.
-    for path, value, location, _ in INVALID_CASES:
-        if location is None or path in ("overrides", "quant_conf") or "eval" in path:
-            continue  # cross-field rules live only in the schema
-        with pytest.raises(msgspec.ValidationError):
-            convert_document(with_change(path, value))
 
 
 def test_unions_are_tagged_structs() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,34 +10,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from ftconfig.generated.config import FinetuningConfig
 from ftconfig.runtime.config._errors import ConfigError
-from ftconfig.runtime.config._load import load_config, read_document
 from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
 from ftconfig.runtime.model._loading import check_model_reference, load_model, model_load_kwargs
 from ftconfig.runtime.model._quantization import build_quantization_config, quant_storage_for_fsdp
+from tests.helpers import make_config, only_error
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NF4 = {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
 INT8 = {"quantization_type": "bits-and-bytes", "load_in_8bit": True}
 NEW_TOKENS = ["<|im_start|>", "<|im_end|>"]
-
-
-def make_config(
-    model: Path | str, *, model_args: dict[str, Any] | None = None, **sections: Any
-) -> FinetuningConfig:
-    """examples/minimal.yaml pointed at `model`, with sections replaced."""
-    document = copy.deepcopy(read_document(EXAMPLES / "minimal.yaml"))
-    document["run_conf"]["model"] = str(model)
-    if model_args is not None:
-        document["run_conf"]["model_args"] = model_args
-    document.update(sections)
-    return load_config(document)
-
-
-def only_error(excinfo: pytest.ExceptionInfo[ConfigError]) -> tuple[str, str]:
-    (item,) = excinfo.value.items
-    return item.location, item.render()
 
 
 @pytest.fixture
@@ -140,7 +120,7 @@ def test_quant_storage_is_filled_only_when_fsdp_is_really_on(tiny_model_dir: Pat
     plain = make_config(tiny_model_dir, quant_conf=NF4)
     assert (
         quant_storage_for_fsdp(plain.quant_conf, plain.training_args) is plain.quant_conf
-    )  # not reference bug B2
+    )  # not filled in without FSDP
     fsdp = make_config(
         tiny_model_dir, quant_conf=NF4, training_args={"fsdp": "full_shard auto_wrap", "bf16": True}
     )
@@ -152,7 +132,7 @@ def test_quant_storage_is_filled_only_when_fsdp_is_really_on(tiny_model_dir: Pat
 # --- loading ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_dtype_auto_really_reaches_from_pretrained(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,14 +151,14 @@ def test_dtype_auto_really_reaches_from_pretrained(
     assert model.config.use_cache is False
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_bfloat16_loads_bfloat16_parameters(tiny_model_dir: Path) -> None:
     config = make_config(tiny_model_dir, model_args={"torch_dtype": "bfloat16"})
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_fields_transformers_5_dropped_do_not_break_loading(tiny_model_dir: Path) -> None:
     args = {
         "resume_download": True,
@@ -192,7 +172,7 @@ def test_fields_transformers_5_dropped_do_not_break_loading(tiny_model_dir: Path
     assert not any(hasattr(model.config, name) for name in ("resume_download", "low_cpu_mem_usage"))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_4bit_nf4_loads_linear4bit_modules(tiny_model_dir: Path) -> None:
     config = make_config(tiny_model_dir, quant_conf=NF4)
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
@@ -201,7 +181,7 @@ def test_4bit_nf4_loads_linear4bit_modules(tiny_model_dir: Path) -> None:
     assert model.is_loaded_in_4bit
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_8bit_loads_and_runs_a_forward_pass(tiny_model_dir: Path, quiet_int8_matmul: None) -> None:
     config = make_config(tiny_model_dir, quant_conf=INT8)
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
@@ -261,7 +241,7 @@ def test_hub_id_that_is_not_cached_is_a_config_error_mentioning_offline_mode(
     assert isinstance(excinfo.value.__cause__, OSError)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_model_folder_without_weights_is_a_config_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
     config = make_config(tmp_path)
@@ -288,7 +268,7 @@ def tokenizer_with_new_tokens(tiny_model_dir: Path) -> Any:
     return tokenizer
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_grow_embeddings_adds_rows_at_the_old_mean_and_names_modules_to_save(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
@@ -305,7 +285,7 @@ def test_grow_embeddings_adds_rows_at_the_old_mean_and_names_modules_to_save(
     assert tiny_model.get_output_embeddings().weight.shape == (514, 64)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_grow_embeddings_does_nothing_when_the_new_tokens_fit(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
@@ -315,7 +295,7 @@ def test_grow_embeddings_does_nothing_when_the_new_tokens_fit(
     assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, 0) == []
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_growing_a_quantized_model_is_a_config_error(
     tiny_model_dir: Path, tokenizer_with_new_tokens: Any
 ) -> None:
@@ -332,7 +312,7 @@ def test_growing_a_quantized_model_is_a_config_error(
 # --- new base model -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_save_new_basemodel_writes_a_loadable_grown_model_and_tokenizer(
     tiny_model: Any, tokenizer_with_new_tokens: Any, tmp_path: Path
 ) -> None:
@@ -348,7 +328,7 @@ def test_save_new_basemodel_writes_a_loadable_grown_model_and_tokenizer(
     assert sorted(p.name for p in target.parent.iterdir()) == ["checkpoint-new-basemodel"]  # no temp folders
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_save_new_basemodel_leaves_nothing_behind_when_saving_fails(
     tiny_model: Any, tokenizer_with_new_tokens: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

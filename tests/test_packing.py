@@ -21,7 +21,7 @@ from ftconfig.runtime.data._encode import IGNORE_INDEX
 from ftconfig.runtime.data._prepare import prepare_data
 from ftconfig.runtime.data._tokenizer import build_tokenizer
 from ftconfig.runtime.training._run import RunOptions, train
-from tests.conftest import EXAMPLES, tiny_run_document
+from tests.helpers import EXAMPLES, tiny_run_document
 
 CAPACITY = 128
 
@@ -144,7 +144,7 @@ def test_packed_examples_get_the_logits_of_separate_forwards(
     assert not torch.allclose(mixed, logits, atol=1e-3)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_packed_and_padded_runs_evaluate_the_same_loss_through_the_trainer(tmp_path: Path) -> None:
     """The whole path (packing, collator, SFTTrainer with the model's use_cache on): at step 0 the model is the
     same, so a validation loss over one batch must not depend on packing."""
@@ -176,7 +176,7 @@ def test_packed_and_padded_runs_evaluate_the_same_loss_through_the_trainer(tmp_p
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_ftrun_trains_a_packed_epoch_in_the_steps_its_dry_run_plans(tmp_path: Path) -> None:
     output_dir = tmp_path / "packed"
     config = tmp_path / "packed.yaml"
@@ -231,7 +231,7 @@ def test_packing_with_an_attention_that_would_mix_examples_is_refused_before_any
     assert not output_dir.exists()
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_packing_trains_at_least_one_and_a_half_times_the_real_tokens_per_second_on_skewed_data(
     tmp_path: Path,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -13,9 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from ftconfig.generated.config import FinetuningConfig
 from ftconfig.runtime.config._errors import ConfigError
-from ftconfig.runtime.config._load import load_config, read_document
 from ftconfig.runtime.model._embeddings import grow_embeddings
 from ftconfig.runtime.model._loading import load_model
 from ftconfig.runtime.model._peft import (
@@ -25,23 +22,10 @@ from ftconfig.runtime.model._peft import (
     check_peft_kwargs,
     peft_config_class,
 )
+from tests.helpers import EXAMPLES, make_config, only_error
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NF4 = {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
 LORA = {"peft_type": "LORA", "peft_kwargs": {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}}
-
-
-def make_config(peft_conf: dict[str, Any], **sections: Any) -> FinetuningConfig:
-    document = copy.deepcopy(read_document(EXAMPLES / "minimal.yaml"))
-    document["run_conf"]["model"] = str(EXAMPLES / "tiny-llama")
-    document["peft_conf"] = peft_conf
-    document.update(sections)
-    return load_config(document)
-
-
-def only_error(excinfo: pytest.ExceptionInfo[ConfigError]) -> tuple[str, str]:
-    (item,) = excinfo.value.items
-    return item.location, item.render()
 
 
 def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +85,7 @@ def test_peft_kwargs_typo_is_a_config_error_suggesting_the_field_without_loading
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     no_model_loads(monkeypatch)
-    config = make_config({"peft_type": "LORA", "peft_kwargs": {"rr": 8}})
+    config = make_config(peft_conf={"peft_type": "LORA", "peft_kwargs": {"rr": 8}})
     with pytest.raises(ConfigError) as excinfo:
         check_peft_kwargs(config.peft_conf)
     location, text = only_error(excinfo)
@@ -112,7 +96,7 @@ def test_peft_kwargs_typo_is_a_config_error_suggesting_the_field_without_loading
 def test_every_bad_peft_kwarg_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     no_model_loads(monkeypatch)
     kwargs = {"r": "8", "lora_alpah": 16, "task_type": "SEQ_CLS"}
-    config = make_config({"peft_type": "LORA", "peft_kwargs": kwargs})
+    config = make_config(peft_conf={"peft_type": "LORA", "peft_kwargs": kwargs})
     with pytest.raises(ConfigError) as excinfo:
         check_peft_kwargs(config.peft_conf)
     locations = [item.location for item in excinfo.value.items]
@@ -122,7 +106,7 @@ def test_every_bad_peft_kwarg_is_reported_at_once(monkeypatch: pytest.MonkeyPatc
 
 
 def test_peft_config_class_rules_are_reported_at_peft_kwargs() -> None:
-    config = make_config({"peft_type": "LORA", "peft_kwargs": {"layers_pattern": "layers"}})
+    config = make_config(peft_conf={"peft_type": "LORA", "peft_kwargs": {"layers_pattern": "layers"}})
     with pytest.raises(ConfigError) as excinfo:
         check_peft_kwargs(config.peft_conf)
     location, text = only_error(excinfo)
@@ -132,12 +116,12 @@ def test_peft_config_class_rules_are_reported_at_peft_kwargs() -> None:
 
 def test_valid_peft_kwargs_pass_the_check() -> None:
     kwargs = {"r": 8, "lora_dropout": 0, "target_modules": ["q_proj"], "init_lora_weights": "pissa_niter_4"}
-    check_peft_kwargs(make_config({"peft_type": "LORA", "peft_kwargs": kwargs}).peft_conf)
-    check_peft_kwargs(make_config({"peft_type": "NO_PEFT"}).peft_conf)
+    check_peft_kwargs(make_config(peft_conf={"peft_type": "LORA", "peft_kwargs": kwargs}).peft_conf)
+    check_peft_kwargs(make_config(peft_conf={"peft_type": "NO_PEFT"}).peft_conf)
 
 
 def test_pretrained_adapter_folder_without_adapter_config_is_a_config_error(tmp_path: Path) -> None:
-    config = make_config({"peft_type": "PRETRAINED_PEFT", "name_or_path": str(tmp_path)})
+    config = make_config(peft_conf={"peft_type": "PRETRAINED_PEFT", "name_or_path": str(tmp_path)})
     with pytest.raises(ConfigError) as excinfo:
         check_adapter_reference(config.peft_conf)
     assert only_error(excinfo)[0] == "$.peft_conf.name_or_path"
@@ -148,25 +132,30 @@ def test_pretrained_adapter_folder_without_adapter_config_is_a_config_error(tmp_
 
 def test_no_peft_and_pretrained_peft_build_no_config() -> None:
     for peft_conf in ({"peft_type": "NO_PEFT"}, {"peft_type": "PRETRAINED_PEFT", "name_or_path": "x"}):
-        assert build_peft_config(make_config(peft_conf).peft_conf, modules_to_save=["embed_tokens"]) is None
+        assert (
+            build_peft_config(make_config(peft_conf=peft_conf).peft_conf, modules_to_save=["embed_tokens"])
+            is None
+        )
 
 
 def test_lora_config_gets_task_type_kwargs_and_extra_modules_to_save() -> None:
     conf = {"peft_type": "LORA", "peft_kwargs": {"r": 16, "modules_to_save": ["score"]}}
-    built = build_peft_config(make_config(conf).peft_conf, modules_to_save=["embed_tokens", "lm_head"])
+    built = build_peft_config(
+        make_config(peft_conf=conf).peft_conf, modules_to_save=["embed_tokens", "lm_head"]
+    )
     assert isinstance(built, peft.LoraConfig)
     assert (built.task_type, built.r) == ("CAUSAL_LM", 16)
     assert built.modules_to_save == ["score", "embed_tokens", "lm_head"]
-    unset = build_peft_config(make_config(LORA).peft_conf, modules_to_save=["embed_tokens"])
+    unset = build_peft_config(make_config(peft_conf=LORA).peft_conf, modules_to_save=["embed_tokens"])
     assert unset is not None and unset.modules_to_save == ["embed_tokens"]
 
 
 # --- applying it to the tiny model ---
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_no_peft_returns_the_model_unchanged(tiny_model: Any) -> None:
-    peft_conf = make_config({"peft_type": "NO_PEFT"}).peft_conf
+    peft_conf = make_config(peft_conf={"peft_type": "NO_PEFT"}).peft_conf
     same = apply_peft(
         tiny_model,
         peft_conf,
@@ -179,11 +168,11 @@ def test_no_peft_returns_the_model_unchanged(tiny_model: Any) -> None:
     assert all(param.requires_grad for param in same.parameters())
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_lora_all_linear_wraps_the_model_and_only_adapter_params_train(tiny_model: Any) -> None:
     wrapped = apply_peft(
         tiny_model,
-        make_config(LORA).peft_conf,
+        make_config(peft_conf=LORA).peft_conf,
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
@@ -196,14 +185,14 @@ def test_lora_all_linear_wraps_the_model_and_only_adapter_params_train(tiny_mode
     assert all("lora_A" in name or "lora_B" in name for name in names)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_peft_range_errors_surface_at_peft_kwargs(tiny_model: Any) -> None:
     conf = {"peft_type": "LORA", "peft_kwargs": {"r": -1}}
-    check_peft_kwargs(make_config(conf).peft_conf)  # peft checks r > 0 only when it wraps a model
+    check_peft_kwargs(make_config(peft_conf=conf).peft_conf)  # peft checks r > 0 only when it wraps a model
     with pytest.raises(ConfigError) as excinfo:
         apply_peft(
             tiny_model,
-            make_config(conf).peft_conf,
+            make_config(peft_conf=conf).peft_conf,
             quantized=False,
             gradient_checkpointing=False,
             gradient_checkpointing_kwargs=None,
@@ -214,13 +203,13 @@ def test_peft_range_errors_surface_at_peft_kwargs(tiny_model: Any) -> None:
     assert "positive integer" in text
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_grown_tied_embeddings_train_as_one_tied_copy(tiny_model: Any, tokenizer: Any) -> None:
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     modules = grow_embeddings(tiny_model, tokenizer, 2)
     wrapped = apply_peft(
         tiny_model,
-        make_config(LORA).peft_conf,
+        make_config(peft_conf=LORA).peft_conf,
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
@@ -232,10 +221,10 @@ def test_grown_tied_embeddings_train_as_one_tied_copy(tiny_model: Any, tokenizer
     assert output.weight is wrapped.get_input_embeddings().weight  # ensure_weight_tying kept them one tensor
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:torch.utils.checkpoint. the use_reentrant parameter should be passed")
 def test_qlora_4bit_nf4_trains_on_cpu(tokenizer: Any) -> None:
-    config = make_config(LORA, quant_conf=NF4)
+    config = make_config(peft_conf=LORA, quant_conf=NF4)
     model = load_model(config.run_conf, config.quant_conf, use_cache=False)
     assert "Linear4bit" in {type(module).__name__ for module in model.modules()}
     wrapped = apply_peft(
@@ -243,7 +232,7 @@ def test_qlora_4bit_nf4_trains_on_cpu(tokenizer: Any) -> None:
         config.peft_conf,
         quantized=True,
         gradient_checkpointing=True,
-        gradient_checkpointing_kwargs=None,  # reference bug B13 crashed here
+        gradient_checkpointing_kwargs=None,  # unset kwargs must not be unpacked as a dict
         modules_to_save=[],
     )
     assert all("lora_" in name for name in trainable_names(wrapped))
@@ -252,9 +241,9 @@ def test_qlora_4bit_nf4_trains_on_cpu(tokenizer: Any) -> None:
     assert losses[2] != losses[0]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_quantized_model_without_adapter_is_a_config_error() -> None:
-    config = make_config({"peft_type": "NO_PEFT"}, quant_conf=NF4)
+    config = make_config(peft_conf={"peft_type": "NO_PEFT"}, quant_conf=NF4)
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
     with pytest.raises(ConfigError) as excinfo:
         apply_peft(
@@ -282,11 +271,13 @@ def saved_adapter(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_pretrained_peft_loads_a_saved_adapter_as_trainable(
     saved_adapter: Path, tiny_model: Any, tokenizer: Any
 ) -> None:
-    peft_conf = make_config({"peft_type": "PRETRAINED_PEFT", "name_or_path": str(saved_adapter)}).peft_conf
+    peft_conf = make_config(
+        peft_conf={"peft_type": "PRETRAINED_PEFT", "name_or_path": str(saved_adapter)}
+    ).peft_conf
     wrapped = apply_peft(
         tiny_model,
         peft_conf,
@@ -301,12 +292,12 @@ def test_pretrained_peft_loads_a_saved_adapter_as_trainable(
     assert losses[1] != losses[0]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_missing_pretrained_adapter_is_a_config_error_at_name_or_path(
     tiny_model: Any, tmp_path: Path
 ) -> None:
     peft_conf = make_config(
-        {"peft_type": "PRETRAINED_PEFT", "name_or_path": str(tmp_path / "nope")}
+        peft_conf={"peft_type": "PRETRAINED_PEFT", "name_or_path": str(tmp_path / "nope")}
     ).peft_conf
     with pytest.raises(ConfigError) as excinfo:
         apply_peft(
@@ -322,11 +313,13 @@ def test_missing_pretrained_adapter_is_a_config_error_at_name_or_path(
     assert "adapter_config.json" in text
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_pretrained_adapter_with_grown_vocabulary_is_a_config_error(
     saved_adapter: Path, tiny_model: Any
 ) -> None:
-    peft_conf = make_config({"peft_type": "PRETRAINED_PEFT", "name_or_path": str(saved_adapter)}).peft_conf
+    peft_conf = make_config(
+        peft_conf={"peft_type": "PRETRAINED_PEFT", "name_or_path": str(saved_adapter)}
+    ).peft_conf
     with pytest.raises(ConfigError) as excinfo:
         apply_peft(
             tiny_model,

@@ -1,4 +1,4 @@
-"""Resolution is pure and follows the reference: batch split, LR overrides, epochs, use_cache, TrainingArguments."""
+"""Resolution is pure: batch split, LR overrides, epochs, use_cache, TrainingArguments."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from ftconfig.runtime import ConfigError, load_config
 from ftconfig.runtime.config._resolve import resolve_run, split_batch, training_arguments_kwargs
-from tests.test_schema_validation import base_document
+from tests.helpers import base_document
 
-# (total, max per device, processes) -> (per device, accumulation): the reference's tested table and more.
+# (total, max per device, processes) -> (per device, accumulation).
 SPLITS = [
     ((8, 4, 1), (4, 2)),
     ((8, 4, 2), (4, 1)),
@@ -33,9 +33,7 @@ SPLITS = [
 
 
 @pytest.mark.parametrize(("given", "expected"), SPLITS, ids=[str(given) for given, _ in SPLITS])
-def test_batch_split_matches_the_reference_table(
-    given: tuple[int, int, int], expected: tuple[int, int]
-) -> None:
+def test_batch_split_matches_the_table(given: tuple[int, int, int], expected: tuple[int, int]) -> None:
     total, max_per_device, processes = given
     per_device, accumulation = split_batch(total, max_per_device, processes)
     assert (per_device, accumulation) == expected
@@ -146,3 +144,24 @@ def test_missing_deepspeed_file_is_a_config_error() -> None:
     config = config_with(training_args={"deepspeed": "nope/ds.json"})
     with pytest.raises(ConfigError, match="file not found"):
         training_arguments_kwargs(config, resolve_run(config, world_size=1))
+
+
+def test_training_arguments_transformers_rejects_are_a_config_error_with_the_whole_reason(
+    tmp_path: Path,
+) -> None:
+    from ftconfig.runtime.config._resolve import build_sft_config
+
+    config = config_with(
+        training_args={
+            "output_dir": str(tmp_path),
+            "load_best_model_at_end": True,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+        }
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        build_sft_config(config, resolve_run(config, world_size=1))
+    (item,) = excinfo.value.items
+    assert item.location == "$.training_args"
+    assert "load_best_model_at_end requires the save and eval strategy to match" in item.message
+    assert "Evaluation strategy" in item.message, "the reason's later lines are kept"

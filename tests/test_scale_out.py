@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_run_document
-from tests.mlflow_server import mlflow_server_fixture  # noqa: F401  (the `mlflow_server` fixture)
+from tests.helpers import tiny_run_document
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 def run_command(command: list[str], cache_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 
 from ftconfig._ftschema_cli import cli
 from ftconfig.runtime import ConfigError, load_config, parse_document, validate_document
-from ftconfig.runtime.config._load import apply_set_overrides, read_document
+from ftconfig.runtime.config._load import apply_set_overrides, convert_document, read_document
 from ftconfig.runtime.config._structs import variant_tag
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def base_document() -> dict[str, Any]:
-    return read_document(EXAMPLES / "minimal.yaml")
-
-
-def with_change(path: str, value: Any) -> dict[str, Any]:
-    document = copy.deepcopy(base_document())
-    *parents, last = path.split(".")
-    node = document
-    for key in parents:
-        node = node.setdefault(key, {})
-    if value is DELETE:
-        del node[last]
-    else:
-        node[last] = value
-    return document
-
-
-DELETE = object()
+from ftconfig.tools._bundle import build_bundle
+from tests.helpers import DELETE, EXAMPLES, base_document, with_change
 
 # (change path, value, expected JSON path of the error, a word the message must contain)
 INVALID_CASES = [
@@ -290,3 +270,24 @@ def test_init_writes_a_starter_config_that_names_the_schema_and_validates(tmp_pa
     load_config(parse_document(text, name=str(target)))
     again = CliRunner().invoke(cli, ["init", str(target)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_bundle_accepts_and_rejects_what_the_multi_file_schema_does() -> None:
+    bundle = Draft202012Validator(build_bundle())
+    assert bundle.is_valid(base_document())
+    for path, value, location, _ in INVALID_CASES:
+        if location is None:
+            continue
+        document = with_change(path, value)
+        if path == "overrides":
+            document["training_args"]["max_steps"] = 10
+        assert not bundle.is_valid(document), path
+
+
+def test_msgspec_rejects_what_jsonschema_rejects_for_typed_fields() -> None:
+    # msgspec is never shown to users, but a struct that accepted garbage would let it reach the libraries.
+    for path, value, location, _ in INVALID_CASES:
+        if location is None or path in ("overrides", "quant_conf") or "eval" in path:
+            continue  # cross-field rules live only in the schema
+        with pytest.raises(msgspec.ValidationError):
+            convert_document(with_change(path, value))

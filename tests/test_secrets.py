@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from ftconfig.runtime import load_config
-from ftconfig.runtime.config._secrets import detach_hub_token
-from tests.conftest import EXAMPLES, tiny_run_document
-from tests.mlflow_server import mlflow_server_fixture  # noqa: F401  (the `mlflow_server` fixture)
+from ftconfig.runtime.config._schema import secret_properties
+from ftconfig.runtime.config._secrets import detach_hub_token, redact_config, secret_values
+from tests.helpers import EXAMPLES, tiny_run_document
 
 MODEL_TOKEN = "hf_modelTOKEN987"
 HUB_TOKEN = "hf_hubTOKEN654"
@@ -120,7 +120,7 @@ def mlflow_leaks(uri: str, tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
     return leaks, seen
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_no_planted_secret_reaches_output_files_logs_or_mlflow(mlflow_server: str, tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
     config = tmp_path / "secret.yaml"
@@ -148,6 +148,26 @@ def test_no_planted_secret_reaches_output_files_logs_or_mlflow(mlflow_server: st
     assert any(path.endswith("checkpoint-2/training_args.bin") for path in seen["artifacts"]), seen
     assert any(path.endswith("resolved_config.json") for path in seen["artifacts"]), seen
     assert "View run" not in result.stdout.decode()  # MLflow's link would have carried the URI's password
+
+
+def test_the_schema_marks_every_secret_field_and_redaction_follows_the_marks() -> None:
+    assert secret_properties() == {
+        ("run_conf", "model_args", "token"): "value",
+        ("training_args", "hub_token"): "value",
+        ("tracking", "mlflow_server_uri"): "uri",
+    }
+    document = tiny_run_document(
+        Path("out"),
+        training_args={"hub_token": HUB_TOKEN},
+        tracking={"mlflow_server_uri": f"http://{URI_USER}:{URI_PASSWORD}@host:5000", "experiment_name": "e"},
+    )
+    document["run_conf"]["model_args"] = {"token": MODEL_TOKEN}
+    redacted = redact_config(document)
+    assert not [secret for secret in SECRETS if secret in json.dumps(redacted)]
+    assert redacted["tracking"]["mlflow_server_uri"] == "http://<redacted>@host:5000"
+    assert secret_values(document, {}) == sorted(
+        {MODEL_TOKEN, HUB_TOKEN, URI_USER, URI_PASSWORD}, key=len, reverse=True
+    )
 
 
 def test_the_hub_token_leaves_the_pickled_training_args_and_serves_only_hub_pushes(tmp_path: Path) -> None:
@@ -206,7 +226,7 @@ def trust_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_trust_remote_code_stays_off_unless_the_config_says_true(
     from_pretrained_calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -219,7 +239,7 @@ def test_trust_remote_code_stays_off_unless_the_config_says_true(
     assert trust_warnings(caplog) == []
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_trust_remote_code_true_reaches_every_load_warns_what_it_allows_and_loads_a_plain_local_model(
     from_pretrained_calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,4 +1,5 @@
-"""The five named chat templates render exactly as reference §3.1 says (with the contract's fixes)."""
+"""The five named chat templates render exactly these texts (one BOS for simplified-llama31, <|system|> registered
+for poro)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,7 @@ from transformers import AutoTokenizer
 
 from ftconfig.generated.config import ChatTemplateName
 from ftconfig.runtime.data._templates import TEMPLATE_NAMES, chat_template_for, has_generation_markers
-
-SYSTEM_USER_ASSISTANT = [
-    {"role": "system", "content": "S"},
-    {"role": "user", "content": "U"},
-    {"role": "assistant", "content": "A"},
-]
-TWO_EXCHANGES = [
-    {"role": "user", "content": "U1"},
-    {"role": "assistant", "content": "A1"},
-    {"role": "user", "content": "U2"},
-    {"role": "assistant", "content": "A2"},
-]
+from tests.helpers import SYSTEM_USER_ASSISTANT, TWO_EXCHANGES
 
 EXPECTED_SINGLE = {
     "mistral-with-system": "<<SYS>>\nS\n<</SYS>>\n[INST] U [/INST]A</s> ",
@@ -68,6 +58,9 @@ def _render(tokenizer, name, messages, **kwargs):
 def test_template_names_are_exactly_the_schema_enum():
     schema_names = typing.get_args(typing.get_args(ChatTemplateName)[0])
     assert sorted(TEMPLATE_NAMES) == sorted(schema_names)
+    assert sorted(EXPECTED_SINGLE) == sorted(EXPECTED_TWO) == sorted(schema_names), (
+        "a template has no rendering test"
+    )
 
 
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
@@ -86,7 +79,7 @@ def test_two_exchanges_render_exactly(tokenizer, name):
         ("chat-ml", "<|im_start|>assistant\n"),
         ("poro", "<|assistant|>\n"),
         ("simplified-llama31", "<|start_header_id|>assistant<|end_header_id|>\n\n"),
-        ("mistral-with-system", ""),  # the reference template has no generation prompt
+        ("mistral-with-system", ""),  # this template has no generation prompt
     ],
 )
 def test_generation_prompt_appends_the_assistant_header(tokenizer, name, prompt_suffix):

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from ftconfig.generated.config import MissingPadTokenStrategy
 from ftconfig.runtime.config._errors import ConfigError
-from ftconfig.runtime.config._load import load_config
+from ftconfig.runtime.config._structs import literal_values
 from ftconfig.runtime.data._templates import chat_template_for
 from ftconfig.runtime.data._tokenizer import (
+    _PAD_SOURCE,
     TokenizerSetup,
     build_tokenizer,
     check_completions_only,
@@ -23,31 +25,19 @@ from ftconfig.runtime.data._tokenizer import (
     install_chat_template,
     install_inference_save,
 )
+from tests.helpers import make_config
 
-PAD_STRATEGIES = ["eos-repurpose", "bos-repurpose", "unk-repurpose", "unk-convert-to-eos"]
-
-
-def make_config(model: Path | str, *, tokenizer: Path | str | None = None, **data_conf):
-    """A valid config around the given model/tokenizer paths, with data_conf fields overridden."""
-    run_conf = {"model": str(model)} | ({"tokenizer": str(tokenizer)} if tokenizer is not None else {})
-    return load_config(
-        {
-            "data_conf": {
-                "training_data": {"type": "CONCATENATION", "datasets": [{"path": "train.jsonl"}]},
-                "validation_data": {"type": "NONE"},
-                **data_conf,
-            },
-            "training_args": {},
-            "batchsize_conf": {"total_train_batch_size": 8, "max_per_device_train_batch_size": 4},
-            "peft_conf": {"peft_type": "NO_PEFT"},
-            "run_conf": run_conf,
-            "sft_args": {},
-        }
-    )
+# The pad token each strategy gives the tiny tokenizer (it has no pad token of its own).
+PAD_TOKEN_BY_STRATEGY = {
+    "eos-repurpose": "</s>",
+    "bos-repurpose": "<s>",
+    "unk-repurpose": "<unk>",
+    "unk-convert-to-eos": "<unk>",
+}
 
 
-def build(model: Path | str, **data_conf):
-    config = make_config(model, **data_conf)
+def build(model: Path | str, *, tokenizer: Path | None = None, **data_conf):
+    config = make_config(model, tokenizer=tokenizer, data_conf=data_conf)
     return build_tokenizer(config.run_conf, config.data_conf)
 
 
@@ -188,15 +178,13 @@ def test_registering_template_tokens_keeps_earlier_extra_special_tokens(tiny_mod
 # --- pad strategies -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("strategy", "pad"),
-    [
-        ("eos-repurpose", "</s>"),
-        ("bos-repurpose", "<s>"),
-        ("unk-repurpose", "<unk>"),
-        ("unk-convert-to-eos", "<unk>"),
-    ],
-)
+def test_every_schema_pad_strategy_has_a_pad_source_and_a_test() -> None:
+    schema_strategies = set(literal_values(MissingPadTokenStrategy))
+    assert set(_PAD_SOURCE) == schema_strategies
+    assert set(PAD_TOKEN_BY_STRATEGY) == schema_strategies
+
+
+@pytest.mark.parametrize(("strategy", "pad"), PAD_TOKEN_BY_STRATEGY.items())
 def test_each_pad_strategy_gives_the_tokenizer_its_pad_token(tiny_model_dir, strategy, pad):
     tokenizer, setup = build(tiny_model_dir, missing_pad_token_strategy=strategy)
     assert tokenizer.pad_token == pad

@@ -25,19 +25,15 @@ from ftconfig.runtime.tracking._mlflow import (
 )
 from ftconfig.runtime.tracking._plan import TrackingPlan, resolve_tracking
 from ftconfig.runtime.training._output import resolved_config_document
-from tests.mlflow_server import mlflow_server_fixture  # noqa: F401 - provides the mlflow_server fixture
-from tests.test_schema_validation import base_document
+from tests.helpers import base_document, make_config
 
 TOKEN = "hf_SECRET123456"
 PASSWORD = "pw-Secret-42"
 
 
-def make_config(tracking: dict[str, Any] | None = None, **training_args: Any) -> Any:
-    document = copy.deepcopy(base_document())
-    if tracking is not None:
-        document["tracking"] = tracking
-    document["training_args"].update(training_args)
-    return load_config(document)
+def tracking_config(tracking: dict[str, Any] | None = None, **training_args: Any) -> Any:
+    """The base config with this tracking section (None: none) and training_args fields changed."""
+    return make_config(tracking=tracking, training_args=base_document()["training_args"] | training_args)
 
 
 def tracking_section(uri: str = "http://cfg:5000", **extra: Any) -> dict[str, Any]:
@@ -64,7 +60,7 @@ PRECEDENCE = [
 def test_cli_wins_over_config_which_wins_over_the_environment(
     cli: str | None, in_config: bool, env: dict[str, str], expected: tuple[str, str] | None
 ) -> None:
-    config = make_config(tracking_section() if in_config else None)
+    config = tracking_config(tracking_section() if in_config else None)
     plan = resolve_tracking(config, env, mlflow_server_uri=cli)
     assert (None if plan is None else (plan.source, plan.tracking_uri)) == expected
 
@@ -81,7 +77,7 @@ EXPERIMENTS = [
 def test_experiment_name_follows_the_same_precedence_and_defaults_to_default(
     cli: str | None, in_config: bool, env: dict[str, str], expected: str
 ) -> None:
-    config = make_config(tracking_section() if in_config else None)
+    config = tracking_config(tracking_section() if in_config else None)
     plan = resolve_tracking(config, env, mlflow_server_uri="http://cli:1", experiment_name=cli)
     assert plan is not None
     assert plan.experiment_name == expected
@@ -90,13 +86,13 @@ def test_experiment_name_follows_the_same_precedence_and_defaults_to_default(
 
 def test_run_name_comes_from_tracking_then_training_args_then_a_unique_name() -> None:
     options = {"mlflow_server_uri": "http://cli:1"}
-    named = make_config(tracking_section(run_name="mine"), run_name="ta-name")
+    named = tracking_config(tracking_section(run_name="mine"), run_name="ta-name")
     assert resolve_tracking(named, {}, **options).run_name == "mine"  # type: ignore[union-attr]
-    assert resolve_tracking(make_config(None, run_name="ta-name"), {}, **options).run_name == "ta-name"  # type: ignore[union-attr]
+    assert resolve_tracking(tracking_config(None, run_name="ta-name"), {}, **options).run_name == "ta-name"  # type: ignore[union-attr]
     random.seed(0)
     state = random.getstate()
     names = {
-        resolve_tracking(make_config(None, output_dir="out/my-run"), {}, **options).run_name  # type: ignore[union-attr]
+        resolve_tracking(tracking_config(None, output_dir="out/my-run"), {}, **options).run_name  # type: ignore[union-attr]
         for _ in range(5)
     }
     assert random.getstate() == state, "the seeded random state must not move"
@@ -106,14 +102,14 @@ def test_run_name_comes_from_tracking_then_training_args_then_a_unique_name() ->
 
 def test_run_id_comes_from_the_config_or_with_an_environment_uri_from_the_environment() -> None:
     env = {"MLFLOW_TRACKING_URI": "http://env:3", "MLFLOW_RUN_ID": "envrun"}
-    from_config = resolve_tracking(make_config(tracking_section(run_id="cfgrun")), env)
+    from_config = resolve_tracking(tracking_config(tracking_section(run_id="cfgrun")), env)
     assert from_config is not None and (from_config.run_id, from_config.run_id_location) == (
         "cfgrun",
         "$.tracking.run_id",
     )
-    from_env = resolve_tracking(make_config(None), env)
+    from_env = resolve_tracking(tracking_config(None), env)
     assert from_env is not None and (from_env.run_id, from_env.run_id_location) == ("envrun", "MLFLOW_RUN_ID")
-    cli = resolve_tracking(make_config(None), env, mlflow_server_uri="http://cli:1")
+    cli = resolve_tracking(tracking_config(None), env, mlflow_server_uri="http://cli:1")
     assert cli is not None and cli.run_id is None
 
 
@@ -132,13 +128,13 @@ def test_run_id_comes_from_the_config_or_with_an_environment_uri_from_the_enviro
     ],
 )
 def test_hf_mlflow_log_artifacts_takes_a_bool_or_the_seeds_string(value: Any, expected: bool) -> None:
-    plan = resolve_tracking(make_config(tracking_section(hf_mlflow_log_artifacts=value)), {})
+    plan = resolve_tracking(tracking_config(tracking_section(hf_mlflow_log_artifacts=value)), {})
     assert plan is not None and plan.log_artifacts is expected
 
 
 def test_log_artifacts_comes_from_the_environment_without_a_tracking_section() -> None:
     env = {"MLFLOW_TRACKING_URI": "http://env:3", "HF_MLFLOW_LOG_ARTIFACTS": "1"}
-    plan = resolve_tracking(make_config(None), env)
+    plan = resolve_tracking(tracking_config(None), env)
     assert plan is not None and plan.log_artifacts
 
 
@@ -155,20 +151,22 @@ def test_a_file_store_or_mistyped_uri_is_a_config_error_before_anything_runs(
     uri: str, location: str, word: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        resolve_tracking(make_config(tracking_section(uri)), {})
+        resolve_tracking(tracking_config(tracking_section(uri)), {})
     assert caught.value.items[0].location == location
     assert word in str(caught.value)
 
 
 def test_the_file_store_is_allowed_when_the_user_opts_in_as_mlflow_offers() -> None:
-    plan = resolve_tracking(make_config(tracking_section("./mlruns")), {"MLFLOW_ALLOW_FILE_STORE": "true"})
+    plan = resolve_tracking(
+        tracking_config(tracking_section("./mlruns")), {"MLFLOW_ALLOW_FILE_STORE": "true"}
+    )
     assert plan is not None and plan.tracking_uri == "./mlruns"
 
 
 def test_database_uris_with_a_driver_are_accepted() -> None:
     for uri in ("sqlite:///mlflow.db", "postgresql+psycopg2://u@db/mlflow", "databricks", "https://h"):
         options = {"mlflow_server_uri": uri}
-        assert resolve_tracking(make_config(None), {}, **options) is not None, uri
+        assert resolve_tracking(tracking_config(None), {}, **options) is not None, uri
 
 
 def test_our_schemes_are_ones_mlflow_registers() -> None:
@@ -181,7 +179,7 @@ def test_our_schemes_are_ones_mlflow_registers() -> None:
 
 def test_the_plan_never_shows_credentials() -> None:
     uri = f"http://alice:{PASSWORD}@host:5000"
-    plan = resolve_tracking(make_config(tracking_section(uri)), {})
+    plan = resolve_tracking(tracking_config(tracking_section(uri)), {})
     assert plan is not None
     assert PASSWORD not in repr(plan) and PASSWORD not in plan.display_uri
     assert PASSWORD in plan.secrets
@@ -193,7 +191,7 @@ def test_an_unreachable_server_fails_in_seconds_with_the_uri_location() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    plan = resolve_tracking(make_config(None), {}, mlflow_server_uri=f"http://127.0.0.1:{port}")
+    plan = resolve_tracking(tracking_config(None), {}, mlflow_server_uri=f"http://127.0.0.1:{port}")
     assert plan is not None
     started = time.monotonic()
     with pytest.raises(ConfigError) as caught:
@@ -322,7 +320,7 @@ def client_for(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_new_run_holds_the_flattened_config_the_artifact_and_version_tags_and_no_secret(
     mlflow_server: str,
 ) -> None:
@@ -358,7 +356,7 @@ def test_a_new_run_holds_the_flattened_config_the_artifact_and_version_tags_and_
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_run_id_continues_that_run_without_creating_another(mlflow_server: str) -> None:
     client = client_for(mlflow_server)
     _, first_id, _ = start(secret_config(mlflow_server, run_name="to-continue"))
@@ -384,7 +382,7 @@ def _builtins(config: Any) -> dict[str, Any]:
     return msgspec.to_builtins(config)  # type: ignore[no-any-return]
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("run_id", ["0123456789abcdef0123456789abcdef", "not a run id!"])
 def test_an_unknown_run_id_is_a_config_error(mlflow_server: str, run_id: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -393,7 +391,7 @@ def test_an_unknown_run_id_is_a_config_error(mlflow_server: str, run_id: str) ->
     assert PASSWORD not in str(caught.value)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_run_id_from_another_experiment_is_a_config_error(mlflow_server: str) -> None:
     _, run_id, _ = start(secret_config(mlflow_server))
     document = _builtins(secret_config(mlflow_server, run_id=run_id))
@@ -402,7 +400,7 @@ def test_a_run_id_from_another_experiment_is_a_config_error(mlflow_server: str) 
         start(load_config(document))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_non_main_rank_creates_no_run(mlflow_server: str) -> None:
     client = client_for(mlflow_server)
     config = secret_config(mlflow_server)
@@ -416,7 +414,7 @@ def test_a_non_main_rank_creates_no_run(mlflow_server: str) -> None:
     assert (len(client.search_runs([experiment.experiment_id])) if experiment else 0) == count
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_the_hf_callback_logs_metrics_into_our_run_and_keeps_its_name(
     mlflow_server: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -455,7 +453,7 @@ def test_the_hf_callback_logs_metrics_into_our_run_and_keeps_its_name(
     assert run.data.params == params_before, "the callback must not add or change params"
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_job_that_raises_leaves_its_run_failed(mlflow_server: str) -> None:
     plan, run_id, _ = start(secret_config(mlflow_server))
     with pytest.raises(ValueError, match="boom"), tracked_run(plan, run_id):

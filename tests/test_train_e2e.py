@@ -12,9 +12,9 @@ import yaml
 
 from ftconfig.runtime import load_config
 from ftconfig.runtime.training._run import RunOptions, train
-from tests.conftest import EXAMPLES, tiny_run_document
+from tests.helpers import EXAMPLES, tiny_run_document
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 def logged_losses(log_history: list[dict]) -> list[float]:

@@ -11,7 +11,10 @@ import json
 from typing import Any
 
 from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import BUNDLE_FILE
+
+__all__ = ["BUNDLE_ID", "BundleError", "build_bundle", "render_bundle", "write_bundle"]
 
 BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"
 
@@ -78,7 +81,8 @@ def build_bundle() -> dict[str, Any]:
     root.pop("$defs", None)
     root["$id"] = BUNDLE_ID
     root["$defs"] = dict(sorted(definitions.items()))
-    return _null_first(_rewrite_refs(root, whole_files))
+    bundle: dict[str, Any] = _null_first(_rewrite_refs(root, whole_files))
+    return bundle
 
 
 def render_bundle() -> str:
@@ -87,10 +91,4 @@ def render_bundle() -> str:
 
 def write_bundle(*, check: bool) -> bool:
     """Write (or compare, with check) the bundle; return True when it is up to date."""
-    text = render_bundle()
-    current = BUNDLE_FILE.read_text(encoding="utf-8") if BUNDLE_FILE.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        BUNDLE_FILE.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(BUNDLE_FILE, render_bundle(), check=check)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from ftconfig.runtime.config._errors import UserError
 from ftconfig.tools._paths import DOCS_DIR, EXAMPLES_DIR, SCHEMA_DIR
 
+__all__ = ["YAML_BLOCK", "run_all_checks", "shipped_configs"]
+
 YAML_BLOCK = re.compile(r"^```ya?ml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents, schema_registry
+from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import DOCS_DIR
 
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
-__all__ = ["CONFIG_DOC", "render_docs", "write_docs"]
+__all__ = ["CONFIG_DOC", "SHARED_LINK", "render_docs", "write_docs"]
 
 CONFIG_DOC = DOCS_DIR / "config.md"
 TABLE_HEAD = (
@@ -407,11 +408,4 @@ def render_docs() -> str:
 
 def write_docs(*, check: bool) -> bool:
     """Write docs/config.md (with `check`, only compare); True when it was written or already fresh."""
-    text = render_docs()
-    current = CONFIG_DOC.read_text(encoding="utf-8") if CONFIG_DOC.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        CONFIG_DOC.parent.mkdir(parents=True, exist_ok=True)
-        CONFIG_DOC.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(CONFIG_DOC, render_docs(), check=check)

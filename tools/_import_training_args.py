@@ -15,6 +15,20 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ftconfig.tools._files import write_or_check
+
+__all__ = [
+    "BATCH_FIELDS",
+    "DESCRIPTION_NOTES",
+    "LEGACY_FIELDS",
+    "OWNED_ELSEWHERE",
+    "SCHEMA_ID",
+    "SECRET_FIELDS",
+    "build_training_args_schema",
+    "import_training_args",
+    "render_training_args_schema",
+]
+
 SCHEMA_ID = "https://ftconfig.dev/schema/training_args.schema.json"
 
 # The batch split is ftconfig's job (batchsize_conf); these would contradict it.
@@ -59,6 +73,10 @@ LEGACY_FIELDS = {
     "split_batches": "moved: write accelerator_config: {split_batches: ...} instead",
     "dispatch_batches": "moved: write accelerator_config: {dispatch_batches: ...} instead",
 }
+
+# Fields that hold secrets, marked in the schema (`x-ftconfig-secret`) so that nothing ftconfig writes or logs
+# carries them ("value": the whole value is a secret).
+SECRET_FIELDS = {"hub_token": "value"}
 
 # Upstream defaults that depend on the environment get a stable one here, said in the description.
 DESCRIPTION_NOTES = {
@@ -155,6 +173,8 @@ def _property(field: dataclasses.Field[Any]) -> dict[str, Any]:
     help_text = " ".join(str(field.metadata.get("help") or field.name.replace("_", " ")).split())
     help_text = help_text.replace("%%", "%")  # argparse escaping in transformers' help strings
     prop["description"] = help_text + DESCRIPTION_NOTES.get(field.name, "")
+    if field.name in SECRET_FIELDS:
+        prop["x-ftconfig-secret"] = SECRET_FIELDS[field.name]
     return prop
 
 
@@ -193,11 +213,6 @@ def render_training_args_schema() -> str:
 
 def import_training_args(schema_dir: Path, *, check: bool) -> bool:
     """Write (or, with check, compare) the training_args schema; return True when the file is up to date."""
-    target = schema_dir / "training_args.schema.json"
-    text = render_training_args_schema()
-    current = target.read_text(encoding="utf-8") if target.exists() else None
-    if check:
-        return current == text
-    if current != text:
-        target.write_text(text, encoding="utf-8")
-    return True
+    return write_or_check(
+        schema_dir / "training_args.schema.json", render_training_args_schema(), check=check
+    )

@@ -7,6 +7,17 @@ from pathlib import Path
 import ftconfig.generated
 import ftconfig.schema
 
+__all__ = [
+    "BUNDLE_FILE",
+    "DOCS_DIR",
+    "EXAMPLES_DIR",
+    "GENERATED_DIR",
+    "REPO_ROOT",
+    "ROOT_SCHEMA",
+    "SCHEMA_DIR",
+    "STRUCTS_FILE",
+]
+
 SCHEMA_DIR = Path(ftconfig.schema.__file__).resolve().parent
 GENERATED_DIR = Path(ftconfig.generated.__file__).resolve().parent
 REPO_ROOT = SCHEMA_DIR.parent

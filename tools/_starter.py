@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ftconfig.tools._paths import BUNDLE_FILE
 
+__all__ = ["STARTER_TEMPLATE", "render_starter", "schema_reference"]
+
 STARTER_TEMPLATE = """\
 # yaml-language-server: $schema={schema_ref}
 # An ftconfig supervised finetuning run. Your editor completes and checks this file from the schema above.

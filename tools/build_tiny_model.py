@@ -15,6 +15,23 @@ import random
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "CAPITALS",
+    "COLOURS",
+    "OWN_CHAT_TEMPLATE",
+    "SEED",
+    "SPECIAL_TOKENS",
+    "SYSTEM_PROMPT",
+    "VOCAB_SIZE",
+    "build",
+    "build_model",
+    "build_tokenizer",
+    "main",
+    "make_conversation",
+    "make_datasets",
+    "tiny_run_document",
+]
+
 SEED = 1234
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
@@ -132,7 +149,7 @@ def build_tokenizer(texts: list[str]) -> Any:
     backend.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
     )
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated in transformers
         tokenizer_object=backend,
         bos_token="<s>",
         eos_token="</s>",

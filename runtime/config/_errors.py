@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import sys
+import traceback
 from dataclasses import dataclass
+from typing import NoReturn
+
+__all__ = ["BUG_EXIT_CODE", "ConfigError", "DataError", "ErrorItem", "UserError", "report_bug"]
+
+BUG_EXIT_CODE = 1
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,9 @@ class DataError(UserError):
     headline = "invalid data"
 
 
-@contextlib.contextmanager
-def error_source(source: str) -> Iterator[None]:
-    """Attach a file name to any UserError raised inside (the httpx way of adding request context)."""
-    try:
-        yield
-    except UserError as exc:
-        raise exc.with_source(source) from exc.__cause__
+def report_bug(program: str) -> NoReturn:
+    """For an exception that is not a UserError (so not the user's mistake): its traceback, one line that asks
+    for a report, exit 1. Call it from an `except` block."""
+    traceback.print_exc()
+    print(f"{program}: this is a bug in ftconfig, please report it with the traceback", file=sys.stderr)
+    sys.exit(BUG_EXIT_CODE)

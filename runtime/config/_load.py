@@ -21,6 +21,18 @@ from ftconfig.runtime.config._schema_errors import describe_errors
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
 
+__all__ = [
+    "apply_set_overrides",
+    "convert_document",
+    "load_config",
+    "load_config_file",
+    "parse_document",
+    "parse_value",
+    "read_document",
+    "to_json_data",
+    "validate_document",
+]
+
 
 def _yaml_loader() -> Any:
     from ruamel.yaml import YAML
@@ -133,7 +145,6 @@ def validate_document(document: Any) -> None:
 
 
 _INT64_RANGE = (-(2**63), 2**64 - 1)
-_FLOAT_EXACT_INTEGERS = 2**53
 
 
 def to_json_data(value: Any, path: str = "$") -> Any:

@@ -19,7 +19,7 @@ def adjust_report_to(
     list that transformers accepts: "none" is dropped (transformers rejects it inside a list), and "all" is
     expanded to the installed integrations (`available`, by default asked of transformers) because "all but
     mlflow" is otherwise not expressible. "mlflow" is then added when tracking is enabled on this process and
-    removed otherwise: ftconfig, not report_to, decides whether MLflow is used (as the reference did).
+    removed otherwise: ftconfig's tracking section, not report_to, decides whether MLflow is used.
     """
     if report_to is None:
         names: list[str] = []
@@ -36,7 +36,7 @@ def adjust_report_to(
             if available is None:
                 from transformers.integrations.integration_utils import get_available_reporting_integrations
 
-                available = list(get_available_reporting_integrations())  # type: ignore[no-untyped-call]
+                available = list(get_available_reporting_integrations())  # type: ignore[no-untyped-call]  # unannotated upstream
             expanded = list(available)
         else:
             expanded = ["mlflow" if keyword == "mlflow" else name]

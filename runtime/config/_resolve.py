@@ -1,7 +1,7 @@
 """Resolution: the pure step from a validated config (+ world size) to the numbers a run really uses.
 
 Applied once, to copies: the loaded config is never changed, so loading and resolving twice gives the same run
-(the reference applied LR overrides at load time and compounded them on every reload).
+(LR overrides applied to the config itself would compound on every reload).
 """
 
 from __future__ import annotations
@@ -21,7 +21,19 @@ from ftconfig.runtime.config._report_to import adjust_report_to
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
 
-logger = logging.getLogger("ftconfig")
+__all__ = [
+    "DEFAULT_OUTPUT_DIR",
+    "ResolvedRun",
+    "build_sft_config",
+    "gradient_checkpointing_requested",
+    "resolve_learning_rate",
+    "resolve_output_dir",
+    "resolve_run",
+    "split_batch",
+    "training_arguments_kwargs",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = "checkpoints"
 
@@ -45,7 +57,7 @@ def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, 
     """(per-device batch, accumulation steps) with world_size x per_device x accumulation == total.
 
     The smallest accumulation whose product with the process count divides the total and brings the per-device
-    batch under the cap (the reference algorithm). Raises ConfigError when the processes do not divide the total.
+    batch under the cap. Raises ConfigError when the processes do not divide the total.
     """
     if world_size < 1:
         raise ConfigError(ErrorItem("--world-size", f"must be at least 1, got {world_size}"))
@@ -156,7 +168,7 @@ def training_arguments_kwargs(
         deepspeed=_deepspeed_with_batch(
             kwargs.get("deepspeed"), resolved, config.batchsize_conf.total_train_batch_size
         ),
-        # ftconfig, not report_to, decides about MLflow; None, "none", ["none"], "all" all work (reference B7).
+        # ftconfig, not report_to, decides about MLflow; None, "none", ["none"] and "all" are all accepted.
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
@@ -174,7 +186,7 @@ def training_arguments_kwargs(
 def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
     """TRL SFTConfig for the run (imports TRL: training path only)."""
     import torch
-    from trl import SFTConfig
+    from trl import SFTConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     kwargs = training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
     if not kwargs["use_cpu"] and not torch.accelerator.is_available():
@@ -182,4 +194,9 @@ def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_
         # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
         kwargs["use_cpu"] = True
         kwargs["dataloader_pin_memory"] = False  # nothing to pin for; avoids torch's warning on every epoch
-    return SFTConfig(**kwargs)
+    try:
+        return SFTConfig(**kwargs)
+    except ValueError as exc:  # how transformers and TRL reject contradictory training arguments
+        raise ConfigError(
+            ErrorItem("$.training_args", " ".join(str(exc).split()) or type(exc).__name__)
+        ) from exc

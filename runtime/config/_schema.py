@@ -11,7 +11,21 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+__all__ = [
+    "ROOT_SCHEMA_NAME",
+    "SECRET_KEYWORD",
+    "check_schemas",
+    "config_validator",
+    "root_schema",
+    "schema_documents",
+    "schema_registry",
+    "secret_properties",
+]
+
 ROOT_SCHEMA_NAME = "finetuning.schema.json"
+# Our annotation keyword on a property that holds a secret: "value" (the whole value is a secret) or "uri" (a
+# URI whose user:password@ and token-like query parameters are secrets). Validators ignore it.
+SECRET_KEYWORD = "x-ftconfig-secret"
 
 
 @functools.cache
@@ -45,6 +59,35 @@ def config_validator() -> Draft202012Validator:
     return Draft202012Validator(
         root_schema(), registry=schema_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
     )
+
+
+@functools.cache
+def secret_properties() -> dict[tuple[str, ...], str]:
+    """Every config path (keys from the top) whose property the schema marks with SECRET_KEYWORD, and its mark.
+
+    Follows properties, `$ref`s and `anyOf`/`oneOf`/`allOf` branches from the root schema.
+    """
+    found: dict[tuple[str, ...], str] = {}
+    seen: set[tuple[int, tuple[str, ...]]] = set()
+
+    def walk(node: Any, resolver: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict) or (id(node), path) in seen:
+            return
+        seen.add((id(node), path))
+        if isinstance(node.get("$ref"), str):
+            resolved = resolver.lookup(node["$ref"])
+            walk(resolved.contents, resolved.resolver, path)
+        if SECRET_KEYWORD in node:
+            found[path] = str(node[SECRET_KEYWORD])
+        for name, child in node.get("properties", {}).items():
+            walk(child, resolver, (*path, name))
+        for keyword in ("anyOf", "oneOf", "allOf"):
+            for branch in node.get(keyword, []):
+                walk(branch, resolver, path)
+
+    root = root_schema()
+    walk(root, schema_registry().resolver(base_uri=root["$id"]), ())
+    return found
 
 
 def check_schemas() -> None:

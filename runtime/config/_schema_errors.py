@@ -13,6 +13,8 @@ from jsonschema.exceptions import ValidationError
 
 from ftconfig.runtime.config._errors import ErrorItem
 
+__all__ = ["JSON_TYPE_WORDS", "describe_errors", "describe_value", "suggest"]
+
 JSON_TYPE_WORDS = {
     "object": "a mapping",
     "array": "a list",

@@ -7,19 +7,29 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
+from ftconfig.runtime.config._schema import secret_properties
+
+__all__ = [
+    "REDACTED",
+    "detach_hub_token",
+    "redact_config",
+    "redact_uri",
+    "secret_paths",
+    "secret_values",
+]
+
 REDACTED = "<redacted>"
-# Config paths whose values are secrets outright.
-SECRET_PATHS = (
-    ("run_conf", "model_args", "token"),
-    ("training_args", "hub_token"),
-)
-# Config paths holding URIs that may carry user:password@ or ?token= credentials.
-URI_PATHS = (("tracking", "mlflow_server_uri"),)
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 _QUERY_SECRET = re.compile(
     r"(?i)(?P<key>[?&](?:token|access_token|password|passwd|secret|api_key|key)=)[^&#\s]+"
 )
 _SECRET_ENV = re.compile(r"(?i)(TOKEN|PASSWORD|PASSWD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL)")
+
+
+def secret_paths(kind: str) -> list[tuple[str, ...]]:
+    """Config paths the schema marks as secret: kind "value" (secret outright) or "uri" (a URI that may carry
+    user:password@ or ?token= credentials)."""
+    return [path for path, mark in secret_properties().items() if mark == kind]
 
 
 def redact_uri(uri: str) -> str:
@@ -31,11 +41,11 @@ def redact_uri(uri: str) -> str:
 def redact_config(document: dict[str, Any]) -> dict[str, Any]:
     """A copy of a config document (builtins) with every secret replaced; the result still validates."""
     result = copy.deepcopy(document)
-    for path in SECRET_PATHS:
+    for path in secret_paths("value"):
         parent = _parent(result, path)
         if parent is not None and parent.get(path[-1]):
             parent[path[-1]] = REDACTED
-    for path in URI_PATHS:
+    for path in secret_paths("uri"):
         parent = _parent(result, path)
         if parent is not None and isinstance(parent.get(path[-1]), str):
             parent[path[-1]] = redact_uri(parent[path[-1]])
@@ -52,11 +62,11 @@ def _parent(document: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] |
 def secret_values(document: dict[str, Any], environ: dict[str, str]) -> list[str]:
     """Every secret string in a config and the environment, for scrubbing free text such as log lines."""
     values = []
-    for path in SECRET_PATHS:
+    for path in secret_paths("value"):
         parent = _parent(document, path)
         if parent is not None and isinstance(parent.get(path[-1]), str):
             values.append(parent[path[-1]])
-    for path in URI_PATHS:
+    for path in secret_paths("uri"):
         parent = _parent(document, path)
         uri = parent.get(path[-1]) if parent is not None else None
         if isinstance(uri, str) and (match := _USERINFO.search(uri)):

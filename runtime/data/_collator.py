@@ -66,7 +66,7 @@ def build_data_collator(
     """A collator for features with `input_ids` and `labels` (lists of ints).
 
     Input-side padding uses the pad token, except with `unk-convert-to-eos`, where it uses EOS so that
-    padding looks like end-of-text to the model (reference §2.7); padded labels are always -100 and the
+    padding looks like end-of-text to the model; padded labels are always -100 and the
     attention mask is 0 there. The padding side is the tokenizer's at build time. The result is a picklable
     partial, so dataloader workers can use it.
     """

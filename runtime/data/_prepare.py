@@ -24,7 +24,6 @@ from ftconfig.generated.config import (
 from ftconfig.runtime.config._errors import ConfigError, DataError, ErrorItem
 from ftconfig.runtime.data._cache import (
     cache_key,
-    default_cache_dir,
     load_prepared,
     store_prepared,
     tokenizer_fingerprint,
@@ -35,7 +34,7 @@ from ftconfig.runtime.data._records import Conversation, read_conversations, rea
 if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
-__all__ = ["PreparedData", "default_cache_dir", "prepare_data"]
+__all__ = ["PreparedData", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ftconfig.generated.config import ChatTemplateName
+from ftconfig.runtime.config._structs import literal_values
+
 __all__ = ["TEMPLATE_NAMES", "ChatTemplate", "chat_template_for", "has_generation_markers"]
 
 
@@ -71,7 +74,8 @@ _SIMPLIFIED_LLAMA31 = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
 
-TEMPLATE_NAMES = ("mistral-with-system", "chat-ml", "poro", "simplified-llama31", "keep-original")
+# The schema owns the names; chat_template_for has one branch per name (tests render every one).
+TEMPLATE_NAMES = literal_values(ChatTemplateName)
 
 
 def chat_template_for(name: str, tokenizer: Any) -> ChatTemplate | None:
@@ -87,7 +91,7 @@ def chat_template_for(name: str, tokenizer: Any) -> ChatTemplate | None:
             name, _CHAT_ML, "<|im_start|>assistant\n", "<|im_end|>", ("<|im_start|>", "<|im_end|>")
         )
     if name == "poro":
-        # The reference forgot <|system|>, so it was split into ordinary tokens; we register it too.
+        # <|system|> is registered too: left out, it would be split into ordinary tokens.
         return ChatTemplate(name, _PORO, "<|assistant|>\n", eos, ("<|user|>", "<|assistant|>", "<|system|>"))
     if name == "simplified-llama31":
         specials = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")

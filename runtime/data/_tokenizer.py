@@ -33,8 +33,9 @@ PAD_STRATEGY_LOCATION = "$.data_conf.missing_pad_token_strategy"
 COMPLETIONS_ONLY_LOCATION = "$.sft_args.train_on_completions_only"
 
 # Which special token each strategy turns into the pad token; unk-convert-to-eos also needs EOS, because the
-# collator shows padding to the model as EOS.
-_PAD_SOURCE = {
+# collator shows padding to the model as EOS. Keyed by every MissingPadTokenStrategy value (a test checks the
+# keys against the schema's enum).
+_PAD_SOURCE: dict[str, str] = {
     "eos-repurpose": "eos_token",
     "bos-repurpose": "bos_token",
     "unk-repurpose": "unk_token",
@@ -68,7 +69,10 @@ def _tokenizer_source(run_conf: RunConfig) -> tuple[str, str]:
 def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     """The seam where a tokenizer that cannot be loaded (bad path, missing or broken files) is a ConfigError.
 
-    Only wrap the from_pretrained call: every failure in there comes from what the user pointed at.
+    Only wrap the from_pretrained call, and only what the libraries raise for bad files or references is mapped:
+    OSError (missing path, unknown or uncached hub id), ValueError (broken JSON, no usable tokenizer files),
+    KeyError (a tokenizer.json without its keys) and the plain Exception the `tokenizers` library raises for a
+    tokenizer.json it cannot parse. Anything else (TypeError, AttributeError, ...) is a bug and propagates.
     """
     source, location = _tokenizer_source(run_conf)
     try:
@@ -76,6 +80,8 @@ def tokenizer_load_error(run_conf: RunConfig) -> Iterator[None]:
     except UserError:
         raise
     except Exception as exc:
+        if not (isinstance(exc, OSError | ValueError | KeyError) or type(exc) is Exception):
+            raise
         from ftconfig.runtime.model._references import looks_like_hub_id
 
         if not Path(source).expanduser().exists() and not looks_like_hub_id(source):
@@ -171,7 +177,7 @@ def check_pad_strategy(tokenizer: PreTrainedTokenizerBase, strategy: str) -> Non
 
 
 def apply_pad_strategy(tokenizer: PreTrainedTokenizerBase, strategy: str) -> None:
-    """Give a tokenizer without a pad token one, as `strategy` says (reference §2.7)."""
+    """Give a tokenizer without a pad token one, as `strategy` says (a tokenizer that has one keeps it)."""
     check_pad_strategy(tokenizer, strategy)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = getattr(tokenizer, _PAD_SOURCE[strategy])
@@ -227,13 +233,13 @@ def install_inference_save(tokenizer: PreTrainedTokenizerBase, inference_eos: st
     current = tokenizer.__dict__.get("save_pretrained")
     if isinstance(current, functools.partial) and current.func is _inference_save:
         raise RuntimeError("the tokenizer's save_pretrained is already wrapped for inference")
-    tokenizer.save_pretrained = functools.partial(_inference_save, tokenizer, inference_eos)  # type: ignore[method-assign]
+    tokenizer.save_pretrained = functools.partial(_inference_save, tokenizer, inference_eos)  # type: ignore[method-assign]  # this instance only, on purpose
 
 
 def build_tokenizer(
     run_conf: RunConfig, data_conf: ChatTrainValidConfig
 ) -> tuple[PreTrainedTokenizerBase, TokenizerSetup]:
-    """Load and set up the tokenizer (reference §3.2 with the contract's fixes)."""
+    """Load the tokenizer, install the chat template and its special tokens, set the pad token."""
     tokenizer = load_tokenizer(run_conf, padding_side=data_conf.padding_side)
     source, location = _tokenizer_source(run_conf)
     if tokenizer.eos_token is None:

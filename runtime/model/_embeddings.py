@@ -60,7 +60,7 @@ def grow_embeddings(
     model.resize_token_embeddings(size, mean_resizing=True)
     logger.info("Grew the embeddings from %d to %d rows for %d new tokens.", rows, size, added_tokens)
     modules = [_module_name(model, model.get_input_embeddings())]
-    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated in transformers
     if output is not None:
         modules.append(_module_name(model, output))
     return modules

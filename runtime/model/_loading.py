@@ -1,4 +1,4 @@
-"""The base model: from_pretrained arguments, loading with user errors mapped, embedding growth, new base."""
+"""The base model: from_pretrained arguments, its config (no weights) and loading, with user errors mapped."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ftconfig.generated.config import (
     RunConfig,
 )
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._structs import is_quantized
 from ftconfig.runtime.model._quantization import build_quantization_config
 from ftconfig.runtime.model._references import (
     MODEL,
@@ -71,10 +72,6 @@ def _warn_once(message: str) -> None:
     logger.warning(message)
 
 
-def _is_quantized(quant_conf: BnBQuantizationConfig | NoQuantizationConfig) -> bool:
-    return isinstance(quant_conf, BnBQuantizationConfig)
-
-
 def _device_map(args: ModelArguments, *, quantized: bool, world_size: int, local_rank: int) -> Any:
     """The user's device_map, or one for a quantized model; None lets the Trainer place the model.
 
@@ -116,7 +113,7 @@ def model_load_kwargs(
     """
     args = run_conf.model_args
     defaults = _field_defaults()
-    quantized = _is_quantized(quant_conf)
+    quantized = is_quantized(quant_conf)
     kwargs: dict[str, Any] = {
         "dtype": args.torch_dtype if args.torch_dtype == "auto" else getattr(torch, args.torch_dtype),
         "use_cache": use_cache,

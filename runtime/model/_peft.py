@@ -198,15 +198,15 @@ def build_peft_config(
         current = getattr(config, "modules_to_save", None)
         existing = [current] if isinstance(current, str) else list(current or [])
         merged = existing + [name for name in modules_to_save if name not in existing]
-        config.modules_to_save = merged  # type: ignore[attr-defined]
+        config.modules_to_save = merged  # type: ignore[attr-defined]  # on the concrete adapter config class
         tying_option = "ensure_weight_tying" in _field_types(type(config))
         if tie_embeddings and tying_option and "ensure_weight_tying" not in peft_conf.peft_kwargs:
-            config.ensure_weight_tying = True  # type: ignore[attr-defined]
+            config.ensure_weight_tying = True  # type: ignore[attr-defined]  # checked just above
     return config
 
 
 def _embeddings_tied(model: PreTrainedModel) -> bool:
-    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated in transformers
     return output is not None and output.weight is model.get_input_embeddings().weight
 
 
@@ -237,7 +237,8 @@ def apply_peft(
     """Wrap the model as peft_conf says; NO_PEFT returns it unchanged (every parameter trains).
 
     A quantized model first goes through peft's k-bit preparation (norms to fp32, input grads, and gradient
-    checkpointing with the user's kwargs; None is fine, unlike reference bug B13). Unquantized models need
+    checkpointing with the user's kwargs, which may be unset: None is passed through as no kwargs, not
+    unpacked). Unquantized models need
     nothing here: transformers' gradient_checkpointing_enable, which the Trainer calls, makes the embeddings'
     outputs require grad so that reentrant checkpointing still reaches the adapters.
     """
@@ -252,7 +253,7 @@ def apply_peft(
             )
         return model
     if quantized:
-        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
             model,
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs=gradient_checkpointing_kwargs,

@@ -28,8 +28,8 @@ def build_quantization_config(
 ) -> BitsAndBytesConfig | None:
     """The `quantization_config` for from_pretrained: BnB fields as written, null ones left to transformers.
 
-    Unlike the reference (bug B2), nothing is filled in here: the storage dtype only matters under FSDP, and
-    `quant_storage_for_fsdp` decides that from the training arguments.
+    Nothing is filled in here (in particular not `bnb_4bit_quant_storage` for every BnB config): the storage
+    dtype only matters under FSDP, and `quant_storage_for_fsdp` decides that from the training arguments.
     """
     if isinstance(quant_conf, NoQuantizationConfig):
         return None
@@ -38,7 +38,7 @@ def build_quantization_config(
         if name in kwargs:
             kwargs[name] = getattr(torch, kwargs[name])
     try:
-        return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]
+        return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]  # unannotated in transformers
     except ValueError as exc:  # the schema already rules out both/neither bit width; this is the safety net
         raise ConfigError(ErrorItem("$.quant_conf", str(exc))) from exc
 

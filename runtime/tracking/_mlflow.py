@@ -31,7 +31,7 @@ __all__ = [
     "tracked_run",
 ]
 
-logger = logging.getLogger("ftconfig")
+logger = logging.getLogger(__name__)
 
 ARTIFACT_NAME = "resolved_config.json"  # the same name and content as the file next to the checkpoints
 VERSION_TAG_PREFIX = "ftconfig.version."

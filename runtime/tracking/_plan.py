@@ -30,7 +30,7 @@ __all__ = [
     "resolve_tracking",
     "unique_run_name",
 ]
-logger = logging.getLogger("ftconfig")
+logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "default"
 _TRUE_VALUES = {"1", "true", "yes", "on"}
@@ -100,6 +100,7 @@ def resolve_tracking(
     """
     tracking = config.tracking
     uri: str | None
+    source: Source
     if mlflow_server_uri:
         uri, source = mlflow_server_uri, "cli"
     elif tracking is not None:
@@ -128,7 +129,7 @@ def resolve_tracking(
         or config.training_args.run_name
         or unique_run_name(config),
         log_artifacts=log_artifacts,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         experiment_given=experiment is not None,
         secrets=_secrets(config, uri, environ),
     )
@@ -148,7 +149,7 @@ def unique_run_name(config: FinetuningConfig) -> str:
 
 
 def is_true(value: object) -> bool:
-    """A bool, or the seed's string form: "1", "true", "yes", "on" in any case are true."""
+    """A bool, or a string that means true ("1", "true", "yes", "on", in any case)."""
     if isinstance(value, bool):
         return value
     return isinstance(value, str) and value.strip().lower() in _TRUE_VALUES

@@ -11,9 +11,21 @@ from typing import Any
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 
+__all__ = [
+    "CHECKPOINT_NAME",
+    "TRAINER_STATE_NAME",
+    "checkpoint_step",
+    "config_changes",
+    "guard_output_dir",
+    "newest_checkpoint",
+    "numbered_checkpoints",
+    "remove_numbered_checkpoints",
+    "resolve_resume",
+]
+
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE_NAME = "trainer_state.json"
-logger = logging.getLogger("ftconfig")
+logger = logging.getLogger(__name__)
 
 
 def numbered_checkpoints(output_dir: Path) -> list[Path]:

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
     from ftconfig.runtime.config._resolve import ResolvedRun
 
+__all__ = [
+    "LIBRARIES",
+    "RESOLVED_CONFIG_NAME",
+    "config_document",
+    "library_versions",
+    "replace_directory",
+    "resolved_config_document",
+    "write_json_atomic",
+]
+
 RESOLVED_CONFIG_NAME = "resolved_config.json"
 LIBRARIES = (
     "ftconfig",

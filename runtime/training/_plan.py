@@ -10,6 +10,8 @@ from ftconfig.runtime.config._structs import variant_tag
 if TYPE_CHECKING:
     from ftconfig.runtime.training._run import PreparedRun
 
+__all__ = ["build_plan", "first_example", "marked_example", "optimizer_steps", "render_plan"]
+
 
 def optimizer_steps(run: PreparedRun) -> int:
     """Optimizer steps the trainer will take (max_steps wins over epochs, as in transformers)."""
@@ -56,7 +58,8 @@ def marked_example(run: PreparedRun, *, start: str = "«", end: str = "»") -> s
 
 
 def build_plan(run: PreparedRun) -> dict[str, Any]:
-    """The plan as one JSON-able object (keys fixed by the contract, plus a few more)."""
+    """The plan as one JSON-able object: world size, per-device batch, accumulation, effective LR, epochs and
+    steps, example and token counts, dropped examples and the first training example, plus a few more."""
     resolved, data, config = run.resolved, run.data, run.config
     return {
         "world_size": resolved.world_size,

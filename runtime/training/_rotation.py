@@ -16,7 +16,9 @@ from transformers import TrainerCallback
 
 from ftconfig.runtime.training._checkpoints import numbered_checkpoints
 
-logger = logging.getLogger("ftconfig")
+__all__ = ["NumberedCheckpointRotation", "rotate_numbered_checkpoints"]
+
+logger = logging.getLogger(__name__)
 
 
 def rotate_numbered_checkpoints(output_dir: Path, *, keep: int, protect: str | None = None) -> list[Path]:
@@ -34,7 +36,7 @@ def rotate_numbered_checkpoints(output_dir: Path, *, keep: int, protect: str | N
     return doomed
 
 
-class NumberedCheckpointRotation(TrainerCallback):  # type: ignore[misc]
+class NumberedCheckpointRotation(TrainerCallback):
     """Applies save_total_limit after each save, on the process that saves."""
 
     def __init__(self, keep: int) -> None:

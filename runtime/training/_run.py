@@ -3,28 +3,41 @@
 Everything that can be checked without model weights (batch split, resume target, output_dir, peft kwargs, model
 reference, training arguments, tokenizer, pad strategy, data) runs first, so a user mistake costs seconds and
 leaves nothing in output_dir. `prepare_run` is also the whole of `ftrun --dry-run`.
+
+The module reads in call order: `train` -> `prepare_run` and its checks -> `_train_and_save` and its steps.
+Torch-side modules are imported inside the functions that need them, so the checks run before they load.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftconfig.generated.config import NoPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
-from ftconfig.runtime.config._resolve import ResolvedRun, resolve_run
-from ftconfig.runtime.tracking._mlflow import check_tracking_server
+from ftconfig.runtime.config._resolve import ResolvedRun, build_sft_config, resolve_run
+from ftconfig.runtime.config._secrets import detach_hub_token
+from ftconfig.runtime.config._structs import is_quantized
+from ftconfig.runtime.tracking._mlflow import check_tracking_server, start_tracking, tracked_run
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
     checkpoint_step,
+    config_changes,
     guard_output_dir,
     remove_numbered_checkpoints,
     resolve_resume,
+)
+from ftconfig.runtime.training._output import (
+    RESOLVED_CONFIG_NAME,
+    replace_directory,
+    resolved_config_document,
+    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -33,7 +46,17 @@ if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
     from ftconfig.runtime.tracking._plan import TrackingPlan
 
-logger = logging.getLogger("ftconfig")
+__all__ = [
+    "PreparedRun",
+    "RunOptions",
+    "RunResult",
+    "prepare_run",
+    "process_world",
+    "train",
+    "weights_digest",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,57 +89,27 @@ class PreparedRun:
         return Path(self.resolved.output_dir)
 
 
-def process_world() -> tuple[int, int]:
-    """(world size, global rank) as torchrun / accelerate launch set them; (1, 0) for a plain process."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run left: where its final checkpoint is, its metrics and a fingerprint of its weights."""
+
+    output_dir: Path
+    final_checkpoint: Path
+    metrics: dict[str, float]
+    log_history: list[dict[str, Any]]
+    weights_sha256: str
 
 
-def _is_quantized(config: FinetuningConfig) -> bool:
-    from ftconfig.generated.config import BnBQuantizationConfig
-
-    return isinstance(config.quant_conf, BnBQuantizationConfig)
-
-
-def _check_combinations(config: FinetuningConfig) -> None:
-    """Cross-section rules the schema cannot state because they need library facts."""
-    from ftconfig.generated.config import NoPeftConfig
-
-    if _is_quantized(config) and isinstance(config.peft_conf, NoPeftConfig):
-        raise ConfigError(
-            ErrorItem(
-                "$.peft_conf",
-                "a quantized model cannot be trained without an adapter",
-                "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
-            )
-        )
-    if config.sft_args.packing:
-        _check_packing_attention(config.run_conf.model_args.attn_implementation)
-
-
-def _check_packing_attention(attn_implementation: str | None) -> str:
-    """The packed batch layout for an attention implementation; a ConfigError when it would mix examples."""
-    from ftconfig.runtime.data._collator import packed_layout
-
-    layout = packed_layout(attn_implementation)
-    if layout is None:
-        raise ConfigError(
-            ErrorItem(
-                "$.run_conf.model_args.attn_implementation",
-                f"packing needs an attention implementation that keeps packed examples apart, "
-                f"not {attn_implementation!r}",
-                "Use sdpa, eager, flex_attention or flash_attention_2, or set sft_args.packing: false.",
-            )
-        )
-    return layout
-
-
-@contextlib.contextmanager
-def _library_seam(location: str) -> Iterator[None]:
-    """Training-argument contradictions that transformers/TRL detect become config errors."""
-    try:
-        yield
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(ErrorItem(location, str(exc).strip().splitlines()[0])) from exc
+def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
+    """Run the training a config describes and save the final checkpoint; returns where it went."""
+    world_size, rank = process_world()
+    run = prepare_run(config, options, world_size=world_size)
+    if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
+        # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
+    with tracked_run(run.tracking, run_id):
+        return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
 
 
 def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
@@ -142,8 +135,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
-    from ftconfig.runtime.config._resolve import build_sft_config
-    from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
+    from ftconfig.runtime.data._cache import default_cache_dir
+    from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._peft import (
@@ -155,10 +148,9 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
-    with _library_seam("$.training_args"):
-        # Only the main process reports to MLflow: one run per job.
-        report_mlflow = tracking is not None and process_world()[1] == 0
-        sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
+    # Only the main process reports to MLflow: one run per job.
+    report_mlflow = tracking is not None and process_world()[1] == 0
+    sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
@@ -189,142 +181,40 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     )
 
 
-@dataclass(frozen=True)
-class RunResult:
-    output_dir: Path
-    final_checkpoint: Path
-    metrics: dict[str, float]
-    log_history: list[dict[str, Any]]
-    weights_sha256: str
-
-
-def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
-    """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
-    from transformers import enable_full_determinism, set_seed
-
-    from ftconfig.generated.config import NoPeftConfig
-    from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
-    from ftconfig.runtime.model._loading import load_model
-    from ftconfig.runtime.model._peft import apply_peft
-    from ftconfig.runtime.model._quantization import quant_storage_for_fsdp
-
-    config = run.config
-    # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
-    if config.training_args.full_determinism:
-        enable_full_determinism(config.training_args.seed)
-    else:
-        set_seed(config.training_args.seed)
-    model = load_model(
-        config.run_conf,
-        quant_storage_for_fsdp(config.quant_conf, config.training_args),
-        use_cache=run.resolved.use_cache,
-        world_size=run.resolved.world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-    modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
-    uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
-    if uses_adapter and run.setup.added_tokens > 0 and is_main:
-        # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
-        save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
-    return apply_peft(
-        model,
-        config.peft_conf,
-        quantized=_is_quantized(config),
-        gradient_checkpointing=run.resolved.gradient_checkpointing,
-        gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
-        if isinstance(config.training_args.gradient_checkpointing_kwargs, dict)
-        else None,
-        modules_to_save=modules_to_save,
-    )
-
-
-def _report_resume(run: PreparedRun) -> None:
-    """On resume, say what differs from the run that wrote the checkpoint (the current config wins)."""
-    import json
-
-    from ftconfig.runtime.training._checkpoints import config_changes
-    from ftconfig.runtime.training._output import RESOLVED_CONFIG_NAME, resolved_config_document
-
-    previous_path = run.output_dir / RESOLVED_CONFIG_NAME
-    if not run.resume or not previous_path.is_file():
-        return
-    previous = json.loads(previous_path.read_text(encoding="utf-8"))
-    current = resolved_config_document(run.config, run.resolved)
-    changes = config_changes(previous.get("config", {}), current["config"])
-    changes += config_changes(previous.get("resolved", {}), current["resolved"], "$.resolved")
-    logger.info("resuming from %s", run.resume)
-    for line in changes:
-        logger.warning("changed since the checkpoint was written (the current value is used): %s", line)
-
-
-def weights_digest(model: Any) -> str:
-    """A fingerprint of every parameter (name, shape, sum and sum of squares in float64): equal on every rank of
-    a correct DDP run. Per-tensor sums on the tensor's own device, so a large model is never copied to the CPU.
-    """
-    import hashlib
-
-    import torch
-
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            values = tensor.detach().to(torch.float64)
-            digest.update(
-                f"{name}{tuple(tensor.shape)}{values.sum().item()!r}{values.square().sum().item()!r}".encode()
+def _check_combinations(config: FinetuningConfig) -> None:
+    """Cross-section rules the schema cannot state because they need library facts."""
+    if is_quantized(config.quant_conf) and isinstance(config.peft_conf, NoPeftConfig):
+        raise ConfigError(
+            ErrorItem(
+                "$.peft_conf",
+                "a quantized model cannot be trained without an adapter",
+                "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
             )
-    return digest.hexdigest()
+        )
+    if config.sft_args.packing:
+        _check_packing_attention(config.run_conf.model_args.attn_implementation)
 
 
-def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]:
-    """The training and validation datasets and the collator: padded examples, or packs (sft_args.packing).
+def _check_packing_attention(attn_implementation: str | None) -> str:
+    """The packed batch layout for an attention implementation; a ConfigError when it would mix examples."""
+    from ftconfig.runtime.data._collator import packed_layout
 
-    Packs are laid out for the attention implementation the model really loaded with (the default is only
-    known now); TRL's own packing is not used because it needs its own collator and its own preparation.
-    """
-    from ftconfig.runtime.data._collator import build_data_collator, build_packed_collator, pack_dataset
-
-    data = run.data
-    if not run.config.sft_args.packing:
-        return data.train, data.validation, build_data_collator(run.tokenizer, run.setup)
-    layout = _check_packing_attention(getattr(model.config, "_attn_implementation", None))
-    capacity = int(run.config.sft_args.max_seq_length)
-    train = pack_dataset(data.train, capacity)
-    validation = None if data.validation is None else pack_dataset(data.validation, capacity)
-    logger.info(
-        "packing: %d training examples in %d packs of up to %d tokens (%s layout)",
-        len(data.train),
-        len(train),
-        capacity,
-        layout,
-    )
-    return train, validation, build_packed_collator(run.tokenizer, run.setup, layout=layout)
-
-
-def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
-    """Run the training a config describes and save the final checkpoint; returns where it went."""
-    from ftconfig.runtime.tracking._mlflow import start_tracking, tracked_run
-    from ftconfig.runtime.training._output import resolved_config_document
-
-    world_size, rank = process_world()
-    run = prepare_run(config, options, world_size=world_size)
-    if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
-        # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
-        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
-    with tracked_run(run.tracking, run_id):
-        return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
+    layout = packed_layout(attn_implementation)
+    if layout is None:
+        raise ConfigError(
+            ErrorItem(
+                "$.run_conf.model_args.attn_implementation",
+                f"packing needs an attention implementation that keeps packed examples apart, "
+                f"not {attn_implementation!r}",
+                "Use sdpa, eager, flex_attention or flash_attention_2, or set sft_args.packing: false.",
+            )
+        )
+    return layout
 
 
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
-    from trl import SFTTrainer
+    from trl import SFTTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
-    from ftconfig.runtime.config._secrets import detach_hub_token
-    from ftconfig.runtime.training._output import (
-        RESOLVED_CONFIG_NAME,
-        replace_directory,
-        resolved_config_document,
-        write_json_atomic,
-    )
     from ftconfig.runtime.training._rotation import NumberedCheckpointRotation
 
     config = run.config
@@ -374,6 +264,84 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     )
 
 
+def _report_resume(run: PreparedRun) -> None:
+    """On resume, say what differs from the run that wrote the checkpoint (the current config wins)."""
+    previous_path = run.output_dir / RESOLVED_CONFIG_NAME
+    if not run.resume or not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    current = resolved_config_document(run.config, run.resolved)
+    changes = config_changes(previous.get("config", {}), current["config"])
+    changes += config_changes(previous.get("resolved", {}), current["resolved"], "$.resolved")
+    logger.info("resuming from %s", run.resume)
+    for line in changes:
+        logger.warning("changed since the checkpoint was written (the current value is used): %s", line)
+
+
+def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
+    """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
+    from transformers import enable_full_determinism, set_seed
+
+    from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
+    from ftconfig.runtime.model._loading import load_model
+    from ftconfig.runtime.model._peft import apply_peft
+    from ftconfig.runtime.model._quantization import quant_storage_for_fsdp
+
+    config = run.config
+    # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
+    if config.training_args.full_determinism:
+        enable_full_determinism(config.training_args.seed)
+    else:
+        set_seed(config.training_args.seed)
+    model = load_model(
+        config.run_conf,
+        quant_storage_for_fsdp(config.quant_conf, config.training_args),
+        use_cache=run.resolved.use_cache,
+        world_size=run.resolved.world_size,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+    modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
+    uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
+    if uses_adapter and run.setup.added_tokens > 0 and is_main:
+        # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
+        save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
+    return apply_peft(
+        model,
+        config.peft_conf,
+        quantized=is_quantized(config.quant_conf),
+        gradient_checkpointing=run.resolved.gradient_checkpointing,
+        gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
+        if isinstance(config.training_args.gradient_checkpointing_kwargs, dict)
+        else None,
+        modules_to_save=modules_to_save,
+    )
+
+
+def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]:
+    """The training and validation datasets and the collator: padded examples, or packs (sft_args.packing).
+
+    Packs are laid out for the attention implementation the model really loaded with (the default is only
+    known now); TRL's own packing is not used because it needs its own collator and its own preparation.
+    """
+    from ftconfig.runtime.data._collator import build_data_collator, build_packed_collator, pack_dataset
+
+    data = run.data
+    if not run.config.sft_args.packing:
+        return data.train, data.validation, build_data_collator(run.tokenizer, run.setup)
+    layout = _check_packing_attention(getattr(model.config, "_attn_implementation", None))
+    capacity = int(run.config.sft_args.max_seq_length)
+    train = pack_dataset(data.train, capacity)
+    validation = None if data.validation is None else pack_dataset(data.validation, capacity)
+    logger.info(
+        "packing: %d training examples in %d packs of up to %d tokens (%s layout)",
+        len(data.train),
+        len(train),
+        capacity,
+        layout,
+    )
+    return train, validation, build_packed_collator(run.tokenizer, run.setup, layout=layout)
+
+
 def _train(trainer: Any, run: PreparedRun) -> dict[str, float]:
     """trainer.train(), resuming as resolved; a checkpoint that already reached max_steps is only loaded.
 
@@ -395,3 +363,24 @@ def _train(trainer: Any, run: PreparedRun) -> dict[str, float]:
     trainer._load_from_checkpoint(resume)
     trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
     return {}
+
+
+def weights_digest(model: Any) -> str:
+    """A fingerprint of every parameter (name, shape, sum and sum of squares in float64): equal on every rank of
+    a correct DDP run. Per-tensor sums on the tensor's own device, so a large model is never copied to the CPU.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            values = tensor.detach().to(torch.float64)
+            digest.update(
+                f"{name}{tuple(tensor.shape)}{values.sum().item()!r}{values.square().sum().item()!r}".encode()
+            )
+    return digest.hexdigest()
+
+
+def process_world() -> tuple[int, int]:
+    """(world size, global rank) as torchrun / accelerate launch set them; (1, 0) for a plain process."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))

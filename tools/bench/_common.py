@@ -69,8 +69,8 @@ def quiet_libraries() -> None:
     import transformers
 
     datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated upstream
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def conversations(count: int, *, seed: int) -> list[dict[str, Any]]:

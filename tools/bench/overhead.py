@@ -35,6 +35,8 @@ import yaml
 from ftconfig.tools._paths import EXAMPLES_DIR
 from ftconfig.tools.bench._common import TINY_MODEL, machine_line, print_table
 
+__all__ = ["main"]
+
 TARGET_RATIO = 1.05
 BATCH = 8
 MAX_LENGTH = 256

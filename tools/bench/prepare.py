@@ -42,6 +42,8 @@ from ftconfig.tools.bench._common import (
     write_jsonl,
 )
 
+__all__ = ["main"]
+
 MAX_SEQ_LENGTH = 512
 MODES = {
     "ftconfig-nocache": "ftconfig prepare_data, no cache",
@@ -69,7 +71,7 @@ def _tokenizer(config: Any) -> tuple[Any, Any]:
 
 def _trl_prepare(dataset: Any, tokenizer: Any) -> Any:
     """TRL's own preparation of a conversational dataset, nothing else of the trainer."""
-    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl exports lazily
 
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(),
@@ -81,6 +83,7 @@ def _trl_prepare(dataset: Any, tokenizer: Any) -> Any:
     )
     # The attributes _prepare_dataset reads from the trainer: the template has markers, so no training template.
     trainer = types.SimpleNamespace(_tokenizer=tokenizer, chat_template=None, completion_only_loss=False)
+    # A namespace stands in for the trainer: _prepare_dataset reads only the attributes set above.
     return SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, False, None, "train")  # type: ignore[arg-type]
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ftconfig.tools._paths import EXAMPLES_DIR, REPO_ROOT
 
+__all__ = ["main"]
+
 VALIDATE_TARGET_S = 0.3
 
 
