@@ -16,6 +16,7 @@ from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.config._load import load_config, read_document
 from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
 from ftconfig.runtime.model._loading import check_model_reference, load_model, model_load_kwargs
+from ftconfig.runtime.model._new_tokens import NewTokenRows
 from ftconfig.runtime.model._quantization import build_quantization_config, quant_storage_for_fsdp
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -289,13 +290,13 @@ def tokenizer_with_new_tokens(tiny_model_dir: Path) -> Any:
 
 
 @pytest.mark.integration
-def test_grow_embeddings_adds_rows_at_the_old_mean_and_names_modules_to_save(
+def test_grow_embeddings_adds_rows_at_the_old_mean_and_says_where_they_are(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
     old = tiny_model.get_input_embeddings().weight.detach().clone()
-    modules = grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2)
+    rows = grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
     new = tiny_model.get_input_embeddings().weight.detach()
-    assert modules == ["embed_tokens", "lm_head"]
+    assert rows == NewTokenRows((512, 513), "embed_tokens", "lm_head", tied=True, grown=True)
     assert new.shape == (514, 64)
     assert tiny_model.config.vocab_size == 514
     torch.testing.assert_close(new[:512], old)
@@ -310,23 +311,23 @@ def test_grow_embeddings_does_nothing_when_the_new_tokens_fit(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
     tiny_model.resize_token_embeddings(520)  # a checkpoint with spare rows
-    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2) == []
+    rows = grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
+    assert rows is not None and not rows.grown and rows.token_ids == (512, 513)
     assert tiny_model.get_input_embeddings().weight.shape[0] == 520
-    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, 0) == []
+    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, []) is None
 
 
 @pytest.mark.integration
-def test_growing_a_quantized_model_is_a_config_error(
-    tiny_model_dir: Path, tokenizer_with_new_tokens: Any
+@pytest.mark.parametrize("quant_conf", [NF4, INT8], ids=["4bit", "8bit"])
+def test_a_quantized_model_grows_its_unquantized_embeddings(
+    tiny_model_dir: Path, tokenizer_with_new_tokens: Any, quant_conf: dict[str, Any]
 ) -> None:
-    config = make_config(tiny_model_dir, quant_conf=NF4)
+    config = make_config(tiny_model_dir, quant_conf=quant_conf)
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
-    with pytest.raises(ConfigError) as excinfo:
-        grow_embeddings(model, tokenizer_with_new_tokens, 2)
-    location, text = only_error(excinfo)
-    assert location == "$.quant_conf"
-    assert "quantized" in text and "keep-original" in text
-    assert model.get_input_embeddings().weight.shape[0] == 512
+    rows = grow_embeddings(model, tokenizer_with_new_tokens, [512, 513])
+    assert rows is not None and rows.grown
+    assert model.get_input_embeddings().weight.shape == (514, 64)
+    assert model.get_input_embeddings().weight.dtype == torch.float32  # embeddings are never quantized
 
 
 # --- new base model -----------------------------------------------------------------------------------------
@@ -336,7 +337,7 @@ def test_growing_a_quantized_model_is_a_config_error(
 def test_save_new_basemodel_writes_a_loadable_grown_model_and_tokenizer(
     tiny_model: Any, tokenizer_with_new_tokens: Any, tmp_path: Path
 ) -> None:
-    grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2)
+    grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
     target = tmp_path / "out" / "checkpoint-new-basemodel"
     (target).mkdir(parents=True)
     (target / "stale.txt").write_text("from an earlier run")

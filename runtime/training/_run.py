@@ -91,6 +91,24 @@ def _check_combinations(config: FinetuningConfig) -> None:
         )
     if config.sft_args.packing:
         _check_packing_attention(config.run_conf.model_args.attn_implementation)
+    if writes_base_copy(config) and _is_quantized(config):
+        raise ConfigError(
+            ErrorItem(
+                "$.sft_args.save_new_basemodel",
+                "a copy of the base model with grown embeddings cannot be saved from a quantized model "
+                "(only its quantized weights are loaded)",
+                "Leave save_new_basemodel false: the adapter holds the new tokens' rows and loads onto the "
+                "original base model resized to the tokenizer's length.",
+            )
+        )
+
+
+def writes_base_copy(config: FinetuningConfig) -> bool:
+    """Whether a run whose chat template adds tokens also saves a grown base-model copy: only with an adapter
+    and only when sft_args.save_new_basemodel asks (a full-model run's checkpoints hold the grown embeddings)."""
+    from ftconfig.generated.config import NoPeftConfig
+
+    return bool(config.sft_args.save_new_basemodel) and not isinstance(config.peft_conf, NoPeftConfig)
 
 
 def _check_packing_attention(attn_implementation: str | None) -> str:
@@ -202,7 +220,6 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
     from transformers import enable_full_determinism, set_seed
 
-    from ftconfig.generated.config import NoPeftConfig
     from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
     from ftconfig.runtime.model._loading import load_model
     from ftconfig.runtime.model._peft import apply_peft
@@ -221,10 +238,9 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         world_size=run.resolved.world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
-    modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
-    uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
-    if uses_adapter and run.setup.added_tokens > 0 and is_main:
-        # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
+    new_rows = grow_embeddings(model, run.tokenizer, run.setup.new_token_ids)
+    if new_rows is not None and writes_base_copy(config) and is_main:
+        # Only on request: the adapter holds the new rows, and any copy of the base resized to the tokenizer fits it.
         save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
     return apply_peft(
         model,
@@ -234,7 +250,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
         if isinstance(config.training_args.gradient_checkpointing_kwargs, dict)
         else None,
-        modules_to_save=modules_to_save,
+        new_rows=new_rows,
     )
 
 

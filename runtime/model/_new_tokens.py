@@ -1,0 +1,190 @@
+"""The embedding rows of a chat template's new tokens in an adapter run: what trains, what is saved.
+
+With an adapter, only the new tokens' rows of the input and output embeddings train (PEFT's trainable tokens,
+`trainable_token_indices`, which LoRA has) and only those rows are saved with the adapter. The adapter then fits any copy
+of the original base model resized to the tokenizer's length: the rows it holds replace the resized rows, so
+how the loader initialises them does not matter, and no grown copy of the base model is needed. Adapter types
+without trainable-token support fall back to training (and saving) the whole embedding matrices.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "FULL_MODEL",
+    "MODULES_TO_SAVE",
+    "NOT_TRAINED",
+    "TRAINABLE_TOKENS",
+    "NewTokenRows",
+    "add_new_rows",
+    "describe_training",
+    "new_rows_method",
+    "save_without_embedding_copies",
+]
+
+TRAINABLE_TOKENS = "trainable-tokens"
+MODULES_TO_SAVE = "modules-to-save"
+FULL_MODEL = "full-model"
+NOT_TRAINED = "not-trained"
+
+
+@dataclass(frozen=True)
+class NewTokenRows:
+    """Where the new tokens live in a loaded model: their ids and the embedding modules holding their rows.
+
+    `input_module`/`output_module` are the short names PEFT matches (`embed_tokens`, `lm_head`); `tied` means
+    both are one tensor; `grown` says whether the embeddings had to grow for them.
+    """
+
+    token_ids: tuple[int, ...]
+    input_module: str
+    output_module: str | None
+    tied: bool
+    grown: bool
+
+    @property
+    def modules(self) -> list[str]:
+        return [self.input_module] + ([self.output_module] if self.output_module else [])
+
+
+def _supports_trainable_tokens(peft_type: str) -> bool:
+    """Whether peft's config class for this type has `trainable_token_indices` (LoRA in peft 0.21)."""
+    import dataclasses
+
+    import peft
+
+    cls = peft.PEFT_TYPE_TO_CONFIG_MAPPING.get(peft.PeftType(peft_type))
+    return cls is not None and any(
+        field.name == "trainable_token_indices" for field in dataclasses.fields(cls)
+    )
+
+
+def new_rows_method(
+    peft_type: str,
+    peft_kwargs: dict[str, Any],
+    embedding_modules: tuple[str, ...] = ("embed_tokens", "lm_head"),
+) -> str:
+    """How a run with this adapter trains the new tokens' rows (one of the constants above).
+
+    Adapter types with trainable-token support train just the rows, unless peft_kwargs already lists an
+    embedding in modules_to_save (then that whole copy trains anyway); other types train whole copies.
+    """
+    if peft_type == "NO_PEFT":
+        return FULL_MODEL
+    if peft_type == "PRETRAINED_PEFT":
+        return NOT_TRAINED
+    listed = peft_kwargs.get("modules_to_save") or []
+    listed = [listed] if isinstance(listed, str) else list(listed)
+    if _supports_trainable_tokens(peft_type) and not set(listed) & set(embedding_modules):
+        return TRAINABLE_TOKENS
+    return MODULES_TO_SAVE
+
+
+def _merged_indices(current: Any, ids: tuple[int, ...]) -> list[int]:
+    return sorted(set(current or []) | set(ids))
+
+
+def _add_trainable_token_indices(config: Any, rows: NewTokenRows) -> None:
+    """The new ids join trainable_token_indices. A list means the input embeddings, and PEFT ties a tied
+    output embedding to it; untied, both modules are named (else the new tokens could never be predicted)."""
+    current = config.trainable_token_indices
+    if rows.tied or rows.output_module is None:
+        if isinstance(current, dict):
+            merged = _merged_indices(current.get(rows.input_module), rows.token_ids)
+            config.trainable_token_indices = {**current, rows.input_module: merged}
+        else:
+            config.trainable_token_indices = _merged_indices(current, rows.token_ids)
+        return
+    by_module = dict(current) if isinstance(current, dict) else {rows.input_module: list(current or [])}
+    for module in rows.modules:
+        by_module[module] = _merged_indices(by_module.get(module), rows.token_ids)
+    config.trainable_token_indices = by_module
+
+
+def _add_modules_to_save(config: Any, rows: NewTokenRows) -> None:
+    """Fallback: whole copies of both embeddings train; a tied pair stays one copy where the type can say so."""
+    current = getattr(config, "modules_to_save", None)
+    existing = [current] if isinstance(current, str) else list(current or [])
+    config.modules_to_save = existing + [name for name in rows.modules if name not in existing]
+    if rows.tied and hasattr(config, "ensure_weight_tying"):
+        config.ensure_weight_tying = True
+
+
+def add_new_rows(config: Any, rows: NewTokenRows, *, peft_type: str, peft_kwargs: dict[str, Any]) -> str:
+    """Make a freshly built peft config train the new tokens' rows (changed in place); returns the method."""
+    method = new_rows_method(peft_type, peft_kwargs, tuple(rows.modules))
+    if method == TRAINABLE_TOKENS:
+        _add_trainable_token_indices(config, rows)
+    else:
+        _add_modules_to_save(config, rows)
+    return method
+
+
+def save_without_embedding_copies(model: Any) -> None:
+    """Every save of this PEFT model (checkpoints, final) writes the adapter and the new rows only.
+
+    PEFT's default (`save_embedding_layers="auto"`) adds both full embedding matrices whenever the vocabulary
+    was resized, which is always the case here and makes the adapter about as large as the embeddings. The
+    rows the run trained are in the adapter; every other row equals the original base model's.
+    """
+    model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=False)
+
+
+def describe_training(
+    *,
+    peft_type: str,
+    peft_kwargs: dict[str, Any],
+    token_ids: tuple[int, ...],
+    rows: int | None,
+    tied: bool,
+    final_name: str,
+    base_copy: str | None,
+) -> tuple[list[str], list[str]]:
+    """What a run will train and what it will save, in words, for the dry-run plan (no weights needed).
+
+    `rows` is the base model's embedding row count (None when its config does not say); `base_copy` is the
+    folder a grown base-model copy goes to, None when none is written.
+    """
+    method = new_rows_method(peft_type, peft_kwargs)
+    adapter = f"{peft_type} adapter"
+    if peft_type == "LORA" and "target_modules" in peft_kwargs:
+        adapter += f" on {peft_kwargs['target_modules']}"
+    trained = ["every parameter of the model"] if method == FULL_MODEL else [adapter]
+    saved = [
+        f"{final_name}: " + ("the full model" if method == FULL_MODEL else "the adapter") + " and tokenizer"
+    ]
+    if not token_ids:
+        return trained, saved
+    listed = _ranges(token_ids)
+    size = max(token_ids) + 1
+    notes = ["tied: one copy"] if tied else []
+    notes.append(f"grown from {rows} to {size} rows" if rows is not None and size > rows else "no growth")
+    if method == TRAINABLE_TOKENS:
+        trained.append(f"rows {listed} of the input and output embeddings ({'; '.join(notes)})")
+        saved[0] = f"{final_name}: the adapter with rows {listed} and tokenizer (no full embedding matrices)"
+    elif method == MODULES_TO_SAVE:
+        trained.append(f"whole input and output embeddings, copied into the adapter ({'; '.join(notes)})")
+        saved[0] = f"{final_name}: the adapter with full copies of the embeddings and tokenizer"
+    elif method == NOT_TRAINED:
+        trained.append(f"rows {listed} are not trained (the pretrained adapter brings its own config)")
+    else:
+        trained[0] += f" (new token rows {listed}, {notes[-1]})"
+    if base_copy is not None and method != FULL_MODEL:
+        saved.append(
+            f"{base_copy}: a copy of the base model with grown embeddings (sft_args.save_new_basemodel)"
+        )
+    return trained, saved
+
+
+def _ranges(ids: tuple[int, ...]) -> str:
+    """`512-513, 600` for ids 512, 513, 600."""
+    spans: list[list[int]] = []
+    for token_id in sorted(ids):
+        if spans and token_id == spans[-1][1] + 1:
+            spans[-1][1] = token_id
+        else:
+            spans.append([token_id, token_id])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
