@@ -21,8 +21,8 @@ __all__ = [
     "NewTokenRows",
     "add_new_rows",
     "describe_training",
+    "finish_adapter_with_new_rows",
     "new_rows_method",
-    "save_without_embedding_copies",
 ]
 
 TRAINABLE_TOKENS = "trainable-tokens"
@@ -123,14 +123,25 @@ def add_new_rows(config: Any, rows: NewTokenRows, *, peft_type: str, peft_kwargs
     return method
 
 
-def save_without_embedding_copies(model: Any) -> None:
-    """Every save of this PEFT model (checkpoints, final) writes the adapter and the new rows only.
+def finish_adapter_with_new_rows(model: Any) -> None:
+    """Two fixes on a PEFT model that trains new rows, made once after wrapping.
 
-    PEFT's default (`save_embedding_layers="auto"`) adds both full embedding matrices whenever the vocabulary
-    was resized, which is always the case here and makes the adapter about as large as the embeddings. The
-    rows the run trained are in the adapter; every other row equals the original base model's.
+    Saves: every save (checkpoints, final) writes the adapter and the new rows only. PEFT's default
+    (`save_embedding_layers="auto"`) adds both full embedding matrices whenever the vocabulary was resized,
+    which is always the case here and makes the adapter about as large as the embeddings; the trained rows are
+    in the adapter and every other row equals the original base model's.
+
+    Output head: TRL's SFTTrainer computes the loss from `lm_head.weight` and `lm_head.bias`, and PEFT's
+    trainable-token wrapper only exposes `weight` (the rows merged in, gradients flowing to them). The wrapped
+    layer's bias is made visible as a plain attribute (not a parameter: it is neither trained nor saved).
     """
+    from peft.utils.other import TrainableTokensWrapper
+
     model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=False)
+    for module in model.modules():
+        if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
+            base = module.token_adapter.get_base_layer()
+            object.__setattr__(module, "bias", getattr(base, "bias", None))
 
 
 def describe_training(

@@ -19,7 +19,7 @@ from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftCo
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._schema_errors import describe_value, suggest
 from ftconfig.runtime.model._loading import embedding_rows
-from ftconfig.runtime.model._new_tokens import NewTokenRows, add_new_rows, save_without_embedding_copies
+from ftconfig.runtime.model._new_tokens import NewTokenRows, add_new_rows, finish_adapter_with_new_rows
 from ftconfig.runtime.model._references import looks_like_hub_id
 
 __all__ = [
@@ -271,7 +271,7 @@ def apply_peft(
                 ErrorItem(KWARGS, f"peft cannot apply these options to the model: {str(exc).strip()}")
             ) from exc
     if new_rows is not None and not isinstance(peft_conf, PretrainedPeftConfig):
-        save_without_embedding_copies(wrapped)
+        finish_adapter_with_new_rows(wrapped)
     trainable, total = wrapped.get_nb_trainable_parameters()
     logger.info(
         "PEFT model trainable params: %d || all params: %d || trainable%%: %.4f",
