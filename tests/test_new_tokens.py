@@ -271,10 +271,15 @@ def test_qlora_with_new_tokens_learns_and_resumes_to_the_same_adapter(tmp_path: 
     resumed = train(load_config(document), RunOptions())
     steps = [entry["step"] for entry in resumed.log_history if "loss" in entry]
     assert steps[-6:] == [7, 8, 9, 10, 11, 12]
+    # the same steps 7-12 as the uninterrupted run (TRL keeps QLoRA's trained weights in bfloat16, PEFT loads a
+    # resumed adapter in float32: equal to bfloat16 precision, not bit for bit)
+    assert logged_losses(resumed.log_history)[-6:] == pytest.approx(losses[-6:], abs=0.01)
     with (
         safe_open(str(finished / "adapter_model.safetensors"), "pt") as a,
         safe_open(str(resumed.final_checkpoint / "adapter_model.safetensors"), "pt") as b,
     ):
         assert set(a.keys()) == set(b.keys())
         for key in a.keys():  # noqa: SIM118
-            torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                a.get_tensor(key).float(), b.get_tensor(key).float(), atol=2e-3, rtol=2e-2
+            )
