@@ -4,6 +4,7 @@ the original base with the documented lines, merged and unmerged outputs agree, 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tests.conftest import EXAMPLES, tiny_run_document
 from tests.test_model import quiet_int8_matmul  # noqa: F401  (a fixture)
 from tests.test_peft import LORA, make_config
 
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
 NEW_TOKENS = ["<|im_start|>", "<|im_end|>"]
 QUANT = {
     "4bit": {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
@@ -38,14 +40,21 @@ QUANT = {
 
 
 def load_for_inference(base_path: Path | str, adapter_path: Path) -> Any:
-    """The documented lines (docs/guide.md, "New tokens and serving"), verbatim."""
-    from peft import PeftModel
-
-    tokenizer = AutoTokenizer.from_pretrained(adapter_path)
-    base = AutoModelForCausalLM.from_pretrained(base_path)
-    if len(tokenizer) > base.get_input_embeddings().num_embeddings:
-        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the adapter holds the new rows
-    return PeftModel.from_pretrained(base, adapter_path)
+    """Run the guide's loading snippet ("New tokens and serving") with its two paths replaced, so the documented
+    lines are the tested ones."""
+    section = GUIDE.read_text(encoding="utf-8").split("### New tokens and serving", 1)[1]
+    match = re.search(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "the guide lost its loading snippet"
+    code = match.group(1)
+    for placeholder, path in (
+        ("outputs/run/checkpoint-final", adapter_path),
+        ("/local_resources/basemodel", base_path),
+    ):
+        assert f'"{placeholder}"' in code
+        code = code.replace(f'"{placeholder}"', repr(str(path)))
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace["model"]
 
 
 def adapter_tensors(folder: Path) -> dict[str, tuple[int, ...]]:
