@@ -264,8 +264,10 @@ def build_tokenizer(
         before = len(tokenizer)
         added = install_chat_template(tokenizer, template)
         inference_eos = template.assistant_end
-        ids = tokenizer.convert_tokens_to_ids(list(template.special_tokens))
-        new_ids = tuple(sorted(token_id for token_id in ids if token_id >= before))
+        ids = [tokenizer.convert_tokens_to_ids(token) for token in template.special_tokens]
+        new_ids = tuple(
+            sorted(token_id for token_id in ids if isinstance(token_id, int) and token_id >= before)
+        )
     apply_pad_strategy(tokenizer, data_conf.missing_pad_token_strategy)
     install_inference_save(tokenizer, inference_eos)
     setup = TokenizerSetup(template, added, inference_eos, data_conf.missing_pad_token_strategy, new_ids)

@@ -62,6 +62,7 @@ def measure(model_dir: Path, work: Path) -> dict[str, Any]:
     """Sizes in bytes: base weights, ftconfig's adapter, and the seed's adapter and base copy."""
     import peft
     import torch
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
     from ftconfig.runtime import load_config
@@ -72,7 +73,7 @@ def measure(model_dir: Path, work: Path) -> dict[str, Any]:
     document = tiny_run_document(work / "run", EXAMPLES_DIR, run_conf={"model": str(model_dir)})
     run = prepare_run(load_config(document), RunOptions(cache_dir=work / "cache"), world_size=1)
     model = _load_and_adapt_model(run, is_main=False)
-    model.save_pretrained(work / "ftconfig")  # what every checkpoint and checkpoint-final write
+    model.save_pretrained(str(work / "ftconfig"))  # what every checkpoint and checkpoint-final write
     params = sum(p.numel() for p in model.get_base_model().parameters())
 
     torch.manual_seed(0)
@@ -84,15 +85,11 @@ def measure(model_dir: Path, work: Path) -> dict[str, Any]:
     seed_adapter = peft.get_peft_model(
         seed_way, peft.LoraConfig(task_type="CAUSAL_LM", modules_to_save=names, **lora)
     )
-    seed_adapter.save_pretrained(work / "seed")
-    from safetensors import safe_open
+    seed_adapter.save_pretrained(str(work / "seed"))
 
     with safe_open(str(work / "ftconfig" / "adapter_model.safetensors"), "pt") as handle:
-        row_bytes = sum(
-            handle.get_tensor(key).nbytes
-            for key in handle.keys()
-            if "trainable_tokens_delta" in key  # noqa: SIM118
-        )
+        keys = list(handle.keys())
+        row_bytes = sum(handle.get_tensor(key).nbytes for key in keys if "trainable_tokens_delta" in key)
     return {
         "rows": row_bytes,
         "params": params,
