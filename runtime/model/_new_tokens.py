@@ -171,18 +171,18 @@ def describe_training(
         return trained, saved
     listed = _ranges(token_ids)
     size = max(token_ids) + 1
-    notes = ["tied: one copy"] if tied else []
-    notes.append(f"grown from {rows} to {size} rows" if rows is not None and size > rows else "no growth")
+    growth = f"grown from {rows} to {size} rows" if rows is not None and size > rows else "no growth"
     if method == TRAINABLE_TOKENS:
-        trained.append(f"rows {listed} of the input and output embeddings ({'; '.join(notes)})")
+        notes = "; ".join((["tied: one copy"] if tied else []) + [growth])
+        trained.append(f"rows {listed} of the input and output embeddings ({notes})")
         saved[0] = f"{final_name}: the adapter with rows {listed} and tokenizer (no full embedding matrices)"
     elif method == MODULES_TO_SAVE:
-        trained.append(f"whole input and output embeddings, copied into the adapter ({'; '.join(notes)})")
+        trained.append(f"whole input and output embeddings, copied into the adapter ({growth})")
         saved[0] = f"{final_name}: the adapter with full copies of the embeddings and tokenizer"
     elif method == NOT_TRAINED:
         trained.append(f"rows {listed} are not trained (the pretrained adapter brings its own config)")
     else:
-        trained[0] += f" (new token rows {listed}, {notes[-1]})"
+        trained[0] += f" (new token rows {listed}, {growth})"
     if base_copy is not None and method != FULL_MODEL:
         saved.append(
             f"{base_copy}: a copy of the base model with grown embeddings (sft_args.save_new_basemodel)"
