@@ -23,6 +23,7 @@ from ftconfig.runtime.model._new_tokens import (
     NewTokenRows,
     add_new_rows,
     describe_training,
+    lora_targeted_embeddings,
     new_rows_method,
 )
 from ftconfig.runtime.model._peft import apply_peft
@@ -138,6 +139,26 @@ def test_dry_run_plan_reads_tied_embeddings_and_rows_from_the_model_config(tmp_p
         "checkpoint-final: the adapter with rows 512-513 and tokenizer (no full embedding matrices)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_lora_on_an_embedding_module_with_new_tokens_is_a_config_error_before_weights_load(
+    tmp_path: Path,
+) -> None:
+    assert lora_targeted_embeddings({"target_modules": ["q_proj", "model.embed_tokens"]}) == ["embed_tokens"]
+    assert lora_targeted_embeddings({"target_modules": ".*(lm_head|q_proj)"}) == ["lm_head"]
+    assert lora_targeted_embeddings({"target_modules": "all-linear"}) == []
+    lora = {"peft_type": "LORA", "peft_kwargs": {"target_modules": ["q_proj", "lm_head"]}}
+    with pytest.raises(ConfigError) as excinfo:
+        prepare_run(
+            load_config(tiny_run_document(tmp_path / "out", peft_conf=lora)), RunOptions(), world_size=1
+        )
+    (item,) = excinfo.value.items
+    assert item.location == "$.peft_conf.peft_kwargs.target_modules"
+    assert "lm_head" in item.render() and "modules_to_save" in item.render()
+    keep = tiny_run_document(
+        tmp_path / "out", peft_conf=lora, data_conf={"chat_template_name": "keep-original"}
+    )
+    prepare_run(load_config(keep), RunOptions(), world_size=1)  # no new tokens: LoRA on lm_head is fine
 
 
 def test_a_grown_base_copy_cannot_be_asked_of_a_quantized_run(tmp_path: Path) -> None:

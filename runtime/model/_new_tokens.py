@@ -13,6 +13,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+
 __all__ = [
     "FULL_MODEL",
     "MODULES_TO_SAVE",
@@ -20,8 +22,10 @@ __all__ = [
     "TRAINABLE_TOKENS",
     "NewTokenRows",
     "add_new_rows",
+    "check_new_token_training",
     "describe_training",
     "finish_adapter_with_new_rows",
+    "lora_targeted_embeddings",
     "new_rows_method",
 ]
 
@@ -83,6 +87,53 @@ def new_rows_method(
     return MODULES_TO_SAVE
 
 
+def lora_targeted_embeddings(
+    peft_kwargs: dict[str, Any], embedding_modules: tuple[str, ...] = ("embed_tokens", "lm_head")
+) -> list[str]:
+    """The embedding modules that peft_kwargs.target_modules puts LoRA on (a list entry naming the module, or a
+    pattern that matches it); "all-linear" never includes the output layer."""
+    import re
+
+    targets = peft_kwargs.get("target_modules")
+    found = []
+    for name in embedding_modules:
+        keys = (name, f"model.{name}")
+        if isinstance(targets, str) and targets != "all-linear":
+            hit = any(re.fullmatch(targets, key) for key in keys)
+        elif isinstance(targets, list):
+            hit = any(target == name or str(target).endswith(f".{name}") for target in targets)
+        else:
+            hit = False
+        if hit:
+            found.append(name)
+    return found
+
+
+def check_new_token_training(
+    peft_type: str,
+    peft_kwargs: dict[str, Any],
+    token_ids: tuple[int, ...],
+    embedding_modules: tuple[str, ...] = ("embed_tokens", "lm_head"),
+) -> None:
+    """A chat template's new tokens and LoRA on an embedding module cannot go together (preflight, and again
+    with the model's real module names): PEFT puts either LoRA or trainable rows on a module, never both, and
+    the new rows must be trained and saved as rows, else they are random when the adapter is loaded."""
+    if not token_ids or new_rows_method(peft_type, peft_kwargs, embedding_modules) != TRAINABLE_TOKENS:
+        return
+    targeted = lora_targeted_embeddings(peft_kwargs, embedding_modules)
+    if targeted:
+        raise ConfigError(
+            ErrorItem(
+                "$.peft_conf.peft_kwargs.target_modules",
+                f"LoRA on {' and '.join(targeted)} cannot be combined with the {len(token_ids)} tokens the chat "
+                "template adds: their rows of the input and output embeddings train as trainable tokens, and "
+                "PEFT cannot put LoRA on the same module",
+                f"Leave {' and '.join(targeted)} out of target_modules (the new rows train anyway), or list "
+                "them in peft_kwargs.modules_to_save to train whole copies, or use keep-original.",
+            )
+        )
+
+
 def _merged_indices(current: Any, ids: tuple[int, ...]) -> list[int]:
     return sorted(set(current or []) | set(ids))
 
@@ -115,6 +166,7 @@ def _add_modules_to_save(config: Any, rows: NewTokenRows) -> None:
 
 def add_new_rows(config: Any, rows: NewTokenRows, *, peft_type: str, peft_kwargs: dict[str, Any]) -> str:
     """Make a freshly built peft config train the new tokens' rows (changed in place); returns the method."""
+    check_new_token_training(peft_type, peft_kwargs, rows.token_ids, tuple(rows.modules))
     method = new_rows_method(peft_type, peft_kwargs, tuple(rows.modules))
     if method == TRAINABLE_TOKENS:
         _add_trainable_token_indices(config, rows)

@@ -161,9 +161,11 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         check_tracking_server(tracking)
 
     from ftconfig.runtime.config._resolve import build_sft_config
+    from ftconfig.runtime.config._structs import variant_tag
     from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
+    from ftconfig.runtime.model._new_tokens import check_new_token_training
     from ftconfig.runtime.model._peft import (
         check_adapter_reference,
         check_adapter_vocabulary,
@@ -180,6 +182,11 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
+    )
+    check_new_token_training(
+        variant_tag(config.peft_conf),
+        dict(getattr(config.peft_conf, "peft_kwargs", {}) or {}),
+        setup.new_token_ids,
     )
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
     if config.sft_args.train_on_completions_only:
