@@ -313,3 +313,32 @@ def test_qlora_with_new_tokens_learns_and_resumes_to_the_same_adapter(tmp_path: 
             torch.testing.assert_close(
                 a.get_tensor(key).float(), b.get_tensor(key).float(), atol=2e-3, rtol=2e-2
             )
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_untied_run_trains_the_new_rows_of_both_embeddings_through_trl(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    base = untied_copy(tiny_model_dir, tmp_path / "untied")
+    output_dir = tmp_path / "run"
+    document = tiny_run_document(
+        output_dir,
+        run_conf={"model": str(base)},
+        training_args={"max_steps": 4},
+        sft_args={"save_new_basemodel": True},  # the rows as initialised, to compare with the trained ones
+    )
+    result = train(load_config(document), RunOptions())
+    initial = AutoModelForCausalLM.from_pretrained(output_dir / "checkpoint-new-basemodel")
+    prefix = "base_model.model."
+    with safe_open(str(result.final_checkpoint / "adapter_model.safetensors"), "pt") as handle:
+        trained_input = handle.get_tensor(f"{prefix}model.embed_tokens.token_adapter.trainable_tokens_delta")
+        trained_output = handle.get_tensor(f"{prefix}lm_head.token_adapter.trainable_tokens_delta")
+    for trained, matrix in (
+        (trained_input, initial.get_input_embeddings().weight),
+        (trained_output, initial.get_output_embeddings().weight),
+    ):
+        assert trained.shape == (2, 64)
+        assert not torch.allclose(trained, matrix[512:].detach())  # changed by training
+        # moved from the saved initial rows by at most 4 Adam steps of learning rate 3e-3
+        assert (trained - matrix[512:].detach()).abs().max() <= 4 * 3e-3 * 1.1
