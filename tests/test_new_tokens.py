@@ -342,3 +342,40 @@ def test_untied_run_trains_the_new_rows_of_both_embeddings_through_trl(
         assert not torch.allclose(trained, matrix[512:].detach())  # changed by training
         # moved from the saved initial rows by at most 4 Adam steps of learning rate 3e-3
         assert (trained - matrix[512:].detach()).abs().max() <= 4 * 3e-3 * 1.1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_adapter_type_without_trainable_tokens_trains_and_reloads_whole_embedding_copies(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": NEW_TOKENS})
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    wrapped = apply_peft(
+        model,
+        make_config({"peft_type": "IA3", "peft_kwargs": {}}).peft_conf,
+        quantized=False,
+        gradient_checkpointing=False,
+        gradient_checkpointing_kwargs=None,
+        new_rows=grow_embeddings(model, tokenizer, [512, 513]),
+    )
+    assert wrapped.peft_config["default"].modules_to_save == ["embed_tokens", "lm_head"]
+    input_ids = torch.tensor([[1, 512, 40, 41, 513, 42, 2]])
+    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        wrapped(input_ids=input_ids, labels=input_ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    wrapped.eval()
+    with torch.no_grad():
+        trained = wrapped(input_ids=input_ids).logits
+    wrapped.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    copies = {key: shape for key, shape in adapter_tensors(tmp_path / "adapter").items() if 514 in shape}
+    # the two trained copies (PEFT names them after the module), not also the base matrices
+    assert sorted(copies) == ["base_model.model.lm_head.weight", "base_model.model.model.embed_tokens.weight"]
+    loaded = load_for_inference(tiny_model_dir, tmp_path / "adapter")
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=input_ids).logits, trained, atol=1e-5, rtol=1e-5)

@@ -155,12 +155,13 @@ def _add_trainable_token_indices(config: Any, rows: NewTokenRows) -> None:
     config.trainable_token_indices = by_module
 
 
-def _add_modules_to_save(config: Any, rows: NewTokenRows) -> None:
-    """Fallback: whole copies of both embeddings train; a tied pair stays one copy where the type can say so."""
+def _add_modules_to_save(config: Any, rows: NewTokenRows, peft_kwargs: dict[str, Any]) -> None:
+    """Fallback: whole copies of both embeddings train; a tied pair stays one copy where the type can say so
+    (peft's `ensure_weight_tying`), unless peft_kwargs sets that itself."""
     current = getattr(config, "modules_to_save", None)
     existing = [current] if isinstance(current, str) else list(current or [])
     config.modules_to_save = existing + [name for name in rows.modules if name not in existing]
-    if rows.tied and hasattr(config, "ensure_weight_tying"):
+    if rows.tied and hasattr(config, "ensure_weight_tying") and "ensure_weight_tying" not in peft_kwargs:
         config.ensure_weight_tying = True
 
 
@@ -171,7 +172,7 @@ def add_new_rows(config: Any, rows: NewTokenRows, *, peft_type: str, peft_kwargs
     if method == TRAINABLE_TOKENS:
         _add_trainable_token_indices(config, rows)
     else:
-        _add_modules_to_save(config, rows)
+        _add_modules_to_save(config, rows, peft_kwargs)
     return method
 
 
