@@ -1,10 +1,11 @@
 """The embedding rows of a chat template's new tokens in an adapter run: what trains, what is saved.
 
 With an adapter, only the new tokens' rows of the input and output embeddings train (PEFT's trainable tokens,
-`trainable_token_indices`, which LoRA has) and only those rows are saved with the adapter. The adapter then fits any copy
-of the original base model resized to the tokenizer's length: the rows it holds replace the resized rows, so
-how the loader initialises them does not matter, and no grown copy of the base model is needed. Adapter types
-without trainable-token support fall back to training (and saving) the whole embedding matrices.
+`trainable_token_indices`, which LoRA and AdaLoRA have) and only those rows are saved with the adapter. The
+adapter then fits any copy of the original base model resized to the tokenizer's length: the rows it holds
+replace the resized rows, so how the loader initialises them does not matter, and no grown copy of the base
+model is needed. Adapter types without trainable-token support fall back to training (and saving) whole
+embedding copies.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class NewTokenRows:
 
 
 def _supports_trainable_tokens(peft_type: str) -> bool:
-    """Whether peft's config class for this type has `trainable_token_indices` (LoRA in peft 0.21)."""
+    """Whether peft's config class for this type has `trainable_token_indices` (LoRA and AdaLoRA in peft 0.21)."""
     import dataclasses
 
     import peft
