@@ -53,6 +53,7 @@ bench:
 	$(BIN)/python -m ftconfig.tools.bench.overhead
 	$(BIN)/python -m ftconfig.tools.bench.prepare
 	$(BIN)/python -m ftconfig.tools.bench.padding
+	$(BIN)/python -m ftconfig.tools.bench.new_tokens
 
 clean:
 	rm -rf outputs .pytest_cache build *.egg-info

@@ -1789,9 +1789,17 @@ class SFTArguments(Struct, kw_only=True):
     save_name_if_new_basemodel: (
         Annotated[
             str,
-            Meta(description='If a new basemodel is saved, it will be saved with this name.', min_length=1, pattern='^[^/\\\\]+$'),
+            Meta(description="Sub-folder of output_dir for a copy of the base model with its embeddings grown for the chat template's new tokens. Written only when save_new_basemodel is true (and the run uses an adapter and the template adds tokens).", min_length=1, pattern='^[^/\\\\]+$'),
         ]
     ) = 'checkpoint-new-basemodel'
+    save_new_basemodel: (
+        Annotated[
+            bool,
+            Meta(
+                description='Also save the base model with grown embeddings (and the tokenizer) to save_name_if_new_basemodel when an adapter run\'s chat template adds tokens. Not needed to use the adapter: it holds the new tokens\' trained rows, and the base only has to be resized to the tokenizer\'s length when loaded (see the guide, "New tokens and serving"). Not possible with a quantized model.'
+            ),
+        ]
+    ) = False
     train_on_completions_only: (
         Annotated[bool, Meta(description="Only compute loss on the assistant's turns.")]
     ) = False

@@ -5,6 +5,7 @@ Plain helpers (paths, base documents, make_config, only_error) live in tests/hel
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,3 +52,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri
+
+
+@pytest.fixture
+def quiet_int8_matmul() -> Iterator[None]:
+    """bitsandbytes logs 'MatMul8bitLt: inputs will be cast ... to float16' on every 8-bit matmul on CPU."""
+    bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
+    only_the_cast = logging.Filter()
+    only_the_cast.filter = lambda record: not record.getMessage().startswith("MatMul8bitLt")  # type: ignore[method-assign]
+    bnb_logger.addFilter(only_the_cast)
+    yield
+    bnb_logger.removeFilter(only_the_cast)

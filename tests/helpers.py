@@ -6,6 +6,7 @@ Light on purpose (no torch at import time): schema-side tests import it too.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "TINY_MODEL",
     "TWO_EXCHANGES",
     "base_document",
+    "load_for_inference",
     "make_config",
     "only_error",
     "tiny_run_document",
@@ -120,3 +122,25 @@ def tiny_run_document(output_dir: Path, **sections: dict[str, Any]) -> dict[str,
     from ftconfig.tools.build_tiny_model import tiny_run_document as build
 
     return build(output_dir, EXAMPLES, **sections)
+
+
+def load_for_inference(base_path: Path | str, adapter_path: Path) -> Any:
+    """Run the guide's loading snippet ("New tokens and serving") with its two paths replaced, so the documented
+    lines are the tested ones."""
+    section = (
+        (REPO_ROOT / "docs" / "guide.md")
+        .read_text(encoding="utf-8")
+        .split("### New tokens and serving", 1)[1]
+    )
+    match = re.search(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "the guide lost its loading snippet"
+    code = match.group(1)
+    for placeholder, path in (
+        ("outputs/run/checkpoint-final", adapter_path),
+        ("/local_resources/basemodel", base_path),
+    ):
+        assert f'"{placeholder}"' in code
+        code = code.replace(f'"{placeholder}"', repr(str(path)))
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace["model"]

@@ -13,23 +13,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
 from ftconfig.runtime.model._loading import check_model_reference, load_model, model_load_kwargs
+from ftconfig.runtime.model._new_tokens import NewTokenRows
 from ftconfig.runtime.model._quantization import build_quantization_config, quant_storage_for_fsdp
 from tests.helpers import make_config, only_error
 
 NF4 = {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
 INT8 = {"quantization_type": "bits-and-bytes", "load_in_8bit": True}
 NEW_TOKENS = ["<|im_start|>", "<|im_end|>"]
-
-
-@pytest.fixture
-def quiet_int8_matmul() -> Any:
-    """bitsandbytes logs 'MatMul8bitLt: inputs will be cast ... to float16' on every 8-bit matmul on CPU."""
-    bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
-    only_the_cast = logging.Filter()
-    only_the_cast.filter = lambda record: not record.getMessage().startswith("MatMul8bitLt")  # type: ignore[method-assign]
-    bnb_logger.addFilter(only_the_cast)
-    yield
-    bnb_logger.removeFilter(only_the_cast)
 
 
 # --- from_pretrained arguments ------------------------------------------------------------------------------
@@ -269,13 +259,13 @@ def tokenizer_with_new_tokens(tiny_model_dir: Path) -> Any:
 
 
 @pytest.mark.slow
-def test_grow_embeddings_adds_rows_at_the_old_mean_and_names_modules_to_save(
+def test_grow_embeddings_adds_rows_at_the_old_mean_and_says_where_they_are(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
     old = tiny_model.get_input_embeddings().weight.detach().clone()
-    modules = grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2)
+    rows = grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
     new = tiny_model.get_input_embeddings().weight.detach()
-    assert modules == ["embed_tokens", "lm_head"]
+    assert rows == NewTokenRows((512, 513), "embed_tokens", "lm_head", tied=True, grown=True)
     assert new.shape == (514, 64)
     assert tiny_model.config.vocab_size == 514
     torch.testing.assert_close(new[:512], old)
@@ -290,23 +280,23 @@ def test_grow_embeddings_does_nothing_when_the_new_tokens_fit(
     tiny_model: Any, tokenizer_with_new_tokens: Any
 ) -> None:
     tiny_model.resize_token_embeddings(520)  # a checkpoint with spare rows
-    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2) == []
+    rows = grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
+    assert rows is not None and not rows.grown and rows.token_ids == (512, 513)
     assert tiny_model.get_input_embeddings().weight.shape[0] == 520
-    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, 0) == []
+    assert grow_embeddings(tiny_model, tokenizer_with_new_tokens, []) is None
 
 
 @pytest.mark.slow
-def test_growing_a_quantized_model_is_a_config_error(
-    tiny_model_dir: Path, tokenizer_with_new_tokens: Any
+@pytest.mark.parametrize("quant_conf", [NF4, INT8], ids=["4bit", "8bit"])
+def test_a_quantized_model_grows_its_unquantized_embeddings(
+    tiny_model_dir: Path, tokenizer_with_new_tokens: Any, quant_conf: dict[str, Any]
 ) -> None:
-    config = make_config(tiny_model_dir, quant_conf=NF4)
+    config = make_config(tiny_model_dir, quant_conf=quant_conf)
     model = load_model(config.run_conf, config.quant_conf, use_cache=True)
-    with pytest.raises(ConfigError) as excinfo:
-        grow_embeddings(model, tokenizer_with_new_tokens, 2)
-    location, text = only_error(excinfo)
-    assert location == "$.quant_conf"
-    assert "quantized" in text and "keep-original" in text
-    assert model.get_input_embeddings().weight.shape[0] == 512
+    rows = grow_embeddings(model, tokenizer_with_new_tokens, [512, 513])
+    assert rows is not None and rows.grown
+    assert model.get_input_embeddings().weight.shape == (514, 64)
+    assert model.get_input_embeddings().weight.dtype == torch.float32  # embeddings are never quantized
 
 
 # --- new base model -----------------------------------------------------------------------------------------
@@ -316,7 +306,7 @@ def test_growing_a_quantized_model_is_a_config_error(
 def test_save_new_basemodel_writes_a_loadable_grown_model_and_tokenizer(
     tiny_model: Any, tokenizer_with_new_tokens: Any, tmp_path: Path
 ) -> None:
-    grow_embeddings(tiny_model, tokenizer_with_new_tokens, 2)
+    grow_embeddings(tiny_model, tokenizer_with_new_tokens, [512, 513])
     target = tmp_path / "out" / "checkpoint-new-basemodel"
     (target).mkdir(parents=True)
     (target / "stale.txt").write_text("from an earlier run")

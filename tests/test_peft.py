@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.model._embeddings import grow_embeddings
 from ftconfig.runtime.model._loading import load_model
+from ftconfig.runtime.model._new_tokens import NewTokenRows
 from ftconfig.runtime.model._peft import (
     apply_peft,
     build_peft_config,
@@ -130,24 +131,24 @@ def test_pretrained_adapter_folder_without_adapter_config_is_a_config_error(tmp_
 # --- building the peft config ---
 
 
+NEW_ROWS = NewTokenRows(
+    token_ids=(512, 513), input_module="embed_tokens", output_module="lm_head", tied=False, grown=True
+)
+
+
 def test_no_peft_and_pretrained_peft_build_no_config() -> None:
     for peft_conf in ({"peft_type": "NO_PEFT"}, {"peft_type": "PRETRAINED_PEFT", "name_or_path": "x"}):
-        assert (
-            build_peft_config(make_config(peft_conf=peft_conf).peft_conf, modules_to_save=["embed_tokens"])
-            is None
-        )
+        assert build_peft_config(make_config(peft_conf=peft_conf).peft_conf, new_rows=NEW_ROWS) is None
 
 
-def test_lora_config_gets_task_type_kwargs_and_extra_modules_to_save() -> None:
+def test_lora_config_gets_task_type_kwargs_and_the_new_rows_as_trainable_tokens() -> None:
     conf = {"peft_type": "LORA", "peft_kwargs": {"r": 16, "modules_to_save": ["score"]}}
-    built = build_peft_config(
-        make_config(peft_conf=conf).peft_conf, modules_to_save=["embed_tokens", "lm_head"]
-    )
+    built = build_peft_config(make_config(peft_conf=conf).peft_conf, new_rows=NEW_ROWS)
     assert isinstance(built, peft.LoraConfig)
     assert (built.task_type, built.r) == ("CAUSAL_LM", 16)
-    assert built.modules_to_save == ["score", "embed_tokens", "lm_head"]
-    unset = build_peft_config(make_config(peft_conf=LORA).peft_conf, modules_to_save=["embed_tokens"])
-    assert unset is not None and unset.modules_to_save == ["embed_tokens"]
+    assert built.modules_to_save == ["score"]
+    assert built.trainable_token_indices == {"embed_tokens": [512, 513], "lm_head": [512, 513]}
+    assert build_peft_config(make_config(peft_conf=LORA).peft_conf).trainable_token_indices is None
 
 
 # --- applying it to the tiny model ---
@@ -162,7 +163,6 @@ def test_no_peft_returns_the_model_unchanged(tiny_model: Any) -> None:
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
-        modules_to_save=[],
     )
     assert same is tiny_model
     assert all(param.requires_grad for param in same.parameters())
@@ -176,7 +176,6 @@ def test_lora_all_linear_wraps_the_model_and_only_adapter_params_train(tiny_mode
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
-        modules_to_save=[],
     )
     assert isinstance(wrapped, peft.PeftModel)
     names = trainable_names(wrapped)
@@ -196,7 +195,6 @@ def test_peft_range_errors_surface_at_peft_kwargs(tiny_model: Any) -> None:
             quantized=False,
             gradient_checkpointing=False,
             gradient_checkpointing_kwargs=None,
-            modules_to_save=[],
         )
     location, text = only_error(excinfo)
     assert location == "$.peft_conf.peft_kwargs"
@@ -204,21 +202,27 @@ def test_peft_range_errors_surface_at_peft_kwargs(tiny_model: Any) -> None:
 
 
 @pytest.mark.slow
-def test_grown_tied_embeddings_train_as_one_tied_copy(tiny_model: Any, tokenizer: Any) -> None:
+def test_grown_tied_embeddings_train_only_the_new_rows_as_one_tied_copy(
+    tiny_model: Any, tokenizer: Any
+) -> None:
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    modules = grow_embeddings(tiny_model, tokenizer, 2)
+    new_rows = grow_embeddings(tiny_model, tokenizer, [512, 513])
     wrapped = apply_peft(
         tiny_model,
         make_config(peft_conf=LORA).peft_conf,
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
-        modules_to_save=modules,
+        new_rows=new_rows,
     )
-    embedding_copies = [name for name in trainable_names(wrapped) if "modules_to_save" in name]
-    assert embedding_copies == ["base_model.model.model.embed_tokens.modules_to_save.default.weight"]
+    embedding_params = [name for name in trainable_names(wrapped) if "lora_" not in name]
+    assert embedding_params == [
+        "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta.default"
+    ]
+    delta = dict(wrapped.named_parameters())[embedding_params[0]]
+    assert delta.shape == (2, 64)
     output = wrapped.get_output_embeddings()
-    assert output.weight is wrapped.get_input_embeddings().weight  # ensure_weight_tying kept them one tensor
+    assert output.token_adapter.tied_adapter is wrapped.get_input_embeddings().token_adapter
 
 
 @pytest.mark.slow
@@ -233,7 +237,6 @@ def test_qlora_4bit_nf4_trains_on_cpu(tokenizer: Any) -> None:
         quantized=True,
         gradient_checkpointing=True,
         gradient_checkpointing_kwargs=None,  # unset kwargs must not be unpacked as a dict
-        modules_to_save=[],
     )
     assert all("lora_" in name for name in trainable_names(wrapped))
     losses = train_steps(wrapped, batch(tokenizer), steps=2)
@@ -252,7 +255,6 @@ def test_quantized_model_without_adapter_is_a_config_error() -> None:
             quantized=True,
             gradient_checkpointing=False,
             gradient_checkpointing_kwargs=None,
-            modules_to_save=[],
         )
     assert only_error(excinfo)[0] == "$.peft_conf"
 
@@ -284,7 +286,6 @@ def test_pretrained_peft_loads_a_saved_adapter_as_trainable(
         quantized=False,
         gradient_checkpointing=False,
         gradient_checkpointing_kwargs=None,
-        modules_to_save=[],
     )
     names = trainable_names(wrapped)
     assert len(names) == 4 and all("q_proj.lora_" in name for name in names)
@@ -306,7 +307,6 @@ def test_missing_pretrained_adapter_is_a_config_error_at_name_or_path(
             quantized=False,
             gradient_checkpointing=False,
             gradient_checkpointing_kwargs=None,
-            modules_to_save=[],
         )
     location, text = only_error(excinfo)
     assert location == "$.peft_conf.name_or_path"
@@ -327,6 +327,6 @@ def test_pretrained_adapter_with_grown_vocabulary_is_a_config_error(
             quantized=False,
             gradient_checkpointing=False,
             gradient_checkpointing_kwargs=None,
-            modules_to_save=["embed_tokens", "lm_head"],
+            new_rows=NEW_ROWS,
         )
     assert only_error(excinfo)[0] == "$.peft_conf"

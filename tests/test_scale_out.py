@@ -113,6 +113,7 @@ def test_two_process_torchrun_job_splits_the_batch_prepares_once_and_ends_with_e
         training_args={"max_steps": 4, "logging_steps": 1, "ddp_find_unused_parameters": False},
         batchsize_conf={"total_train_batch_size": 8, "max_per_device_train_batch_size": 2},
         tracking={"mlflow_server_uri": mlflow_server, "experiment_name": "ddp"},
+        sft_args={"save_new_basemodel": True},  # a side effect that must happen once per job
     )
     config = write_config(tmp_path / "ddp.yaml", document)
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -12,7 +12,7 @@ import yaml
 
 from ftconfig.runtime import load_config
 from ftconfig.runtime.training._run import RunOptions, train
-from tests.helpers import EXAMPLES, tiny_run_document
+from tests.helpers import EXAMPLES, load_for_inference, tiny_run_document
 
 pytestmark = pytest.mark.slow
 
@@ -32,20 +32,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_lora_run_learns_and_its_adapter_loads_back_and_generates(tmp_path: Path) -> None:
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     output_dir = tmp_path / "lora"
     config = load_config(tiny_run_document(output_dir, training_args={"max_steps": 40}))
     result = train(config, RunOptions())
     losses = logged_losses(result.log_history)
     assert len(losses) >= 4
-    assert losses[-1] < 0.7 * losses[0], losses
+    # Only LoRA and the two new tokens' rows train (not the whole embedding matrix): on this random tiny model
+    # that takes the loss from about 6.09 to 5.50 in 40 steps.
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.93 * losses[0], losses
     final = output_dir / "checkpoint-final"
     assert (final / "adapter_model.safetensors").is_file()
-    # chat-ml added two tokens, so the adapter belongs to the grown base model saved beside it.
-    base = AutoModelForCausalLM.from_pretrained(output_dir / "checkpoint-new-basemodel")
-    model = PeftModel.from_pretrained(base, final)
+    # chat-ml added two tokens: their trained rows are in the adapter, which loads onto the original base
+    # resized to the tokenizer (the documented lines); no grown copy of the base is written.
+    assert not (output_dir / "checkpoint-new-basemodel").exists()
+    model = load_for_inference(EXAMPLES / "tiny-llama", final)
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert tokenizer.eos_token == "<|im_end|>"
     prompt = tokenizer.apply_chat_template(
@@ -112,10 +114,8 @@ def test_completions_only_with_new_tokens_trains_only_assistant_content(tmp_path
     assert not output_dir.exists()  # a dry run writes nothing
 
     result = train(load_config(yaml.safe_load(config_path.read_text())), RunOptions())
-    base_config = json.loads((output_dir / "checkpoint-new-basemodel" / "config.json").read_text())
-    assert base_config["vocab_size"] == 514
     adapter_config = json.loads((result.final_checkpoint / "adapter_config.json").read_text())
-    assert adapter_config["modules_to_save"]
+    assert adapter_config["trainable_token_indices"] == plan["new_token_ids"] == [512, 513]
 
 
 def test_resume_auto_continues_from_the_newest_checkpoint(tmp_path: Path) -> None:
@@ -154,6 +154,7 @@ def test_checkpoint_rotation_keeps_the_new_base_model_and_the_newest_checkpoints
     document = tiny_run_document(
         output_dir,
         training_args={"max_steps": 6, "save_strategy": "steps", "save_steps": 2, "save_total_limit": 1},
+        sft_args={"save_new_basemodel": True},
     )
     train(load_config(document), RunOptions())
     names = sorted(path.name for path in output_dir.iterdir() if path.is_dir())

@@ -47,7 +47,8 @@ _PAD_SOURCE: dict[str, str] = {
 class TokenizerSetup:
     """What build_tokenizer did, for the encoder, the collator, the model builder and the dry-run plan.
 
-    `added_tokens` counts tokens new to the vocabulary (the model's embeddings may have to grow);
+    `added_tokens` counts tokens new to the vocabulary (the model's embeddings may have to grow) and
+    `new_token_ids` are their ids (the embedding rows an adapter run trains);
     `inference_eos` is the EOS every save writes; `pad_strategy` is the configured strategy, applied only when
     the tokenizer had no pad token.
     """
@@ -56,6 +57,7 @@ class TokenizerSetup:
     added_tokens: int
     inference_eos: str
     pad_strategy: str
+    new_token_ids: tuple[int, ...] = ()
 
 
 def _tokenizer_source(run_conf: RunConfig) -> tuple[str, str]:
@@ -263,12 +265,19 @@ def build_tokenizer(
             )
         added = 0
         inference_eos = str(tokenizer.eos_token)
+        new_ids: tuple[int, ...] = ()
     else:
+        before = len(tokenizer)
         added = install_chat_template(tokenizer, template)
         inference_eos = template.assistant_end
+        ids = [tokenizer.convert_tokens_to_ids(token) for token in template.special_tokens]
+        new_ids = tuple(
+            sorted(token_id for token_id in ids if isinstance(token_id, int) and token_id >= before)
+        )
     apply_pad_strategy(tokenizer, data_conf.missing_pad_token_strategy)
     install_inference_save(tokenizer, inference_eos)
-    return tokenizer, TokenizerSetup(template, added, inference_eos, data_conf.missing_pad_token_strategy)
+    setup = TokenizerSetup(template, added, inference_eos, data_conf.missing_pad_token_strategy, new_ids)
+    return tokenizer, setup
 
 
 def completions_only_supported(tokenizer: PreTrainedTokenizerBase, setup: TokenizerSetup) -> bool:

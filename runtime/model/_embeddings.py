@@ -1,17 +1,18 @@
-"""Growing the embeddings for a template's new tokens, and saving the grown base model."""
+"""Growing the embeddings for a template's new tokens, and (when asked) saving a grown base-model copy."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.model._new_tokens import NewTokenRows
 
 __all__ = ["grow_embeddings", "save_new_basemodel"]
 
@@ -28,46 +29,46 @@ def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
     )  # not a user mistake: a model we cannot handle
 
 
-def grow_embeddings(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, added_tokens: int
-) -> list[str]:
-    """Give the model rows for tokens the chat template added; return the modules an adapter must then save.
+def _embeddings_tied(model: PreTrainedModel) -> bool:
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    return output is not None and output.weight is model.get_input_embeddings().weight
 
-    Nothing happens when no tokens were added or the model already has spare rows for them. New rows start
-    at the old rows' mean (`mean_resizing`), so the new tokens begin as an average token rather than noise.
-    With an adapter, both the input and the output embeddings must train and be saved (tied ones are kept tied
-    by `apply_peft`), else the new tokens could be read but never predicted.
+
+def grow_embeddings(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]
+) -> NewTokenRows | None:
+    """Give the model rows for the tokens the chat template added; say where those rows are (None: no tokens).
+
+    The embeddings grow only when the model has no spare rows for them. New rows start at the old rows' mean
+    (`mean_resizing`, a seeded draw: the caller seeds first, so every rank draws the same rows), so the new
+    tokens begin as an average token rather than noise. A quantized model grows too: its embeddings are not
+    quantized. An adapter run then trains these rows of the input and the output embeddings.
     """
+    if not token_ids:
+        return None
     size = len(tokenizer)
     rows = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
-    if added_tokens <= 0 or size <= rows:
-        if added_tokens > 0:
-            logger.info(
-                "The %d new tokens fit in the model's %d embedding rows; nothing to grow.", added_tokens, rows
-            )
-        return []
-    if getattr(model, "is_quantized", False):
-        raise ConfigError(
-            ErrorItem(
-                "$.quant_conf",
-                f"the chat template adds {added_tokens} tokens, so the model's {rows} embedding rows would "
-                f"have to grow to {size}, and a grown base model must be saved next to the adapter, which a "
-                "quantized model can only do with its quantized weights",
-                "Use a chat template whose tokens the tokenizer already has (e.g. keep-original), "
-                "or train without quantization (quant_conf.quantization_type: no-quantization).",
-            )
+    grown = size > rows
+    if grown:
+        model.resize_token_embeddings(size, mean_resizing=True)
+        logger.info("Grew the embeddings from %d to %d rows for %d new tokens.", rows, size, len(token_ids))
+    else:
+        logger.info(
+            "The %d new tokens fit in the model's %d embedding rows; nothing to grow.", len(token_ids), rows
         )
-    model.resize_token_embeddings(size, mean_resizing=True)
-    logger.info("Grew the embeddings from %d to %d rows for %d new tokens.", rows, size, added_tokens)
-    modules = [_module_name(model, model.get_input_embeddings())]
-    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated in transformers
-    if output is not None:
-        modules.append(_module_name(model, output))
-    return modules
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    return NewTokenRows(
+        token_ids=tuple(token_ids),
+        input_module=_module_name(model, model.get_input_embeddings()),
+        output_module=_module_name(model, output) if output is not None else None,
+        tied=_embeddings_tied(model),
+        grown=grown,
+    )
 
 
 def save_new_basemodel(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
-    """Save the grown, untrained base model and its tokenizer: the base that an adapter with new tokens needs.
+    """Save the grown, untrained base model and its tokenizer (only when sft_args.save_new_basemodel asks: the
+    adapter does not need it, see runtime/model/_new_tokens.py).
 
     Written into a temporary sibling folder and renamed into place, so a crash never leaves a half-written
     base that merging or serving would then pick up. An existing folder at `path` is replaced.
@@ -96,6 +97,7 @@ def save_new_basemodel(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     if replaced:
         shutil.rmtree(old, ignore_errors=True)
     logger.warning(
-        "Saved a new base model with the grown vocabulary to %s. Use it as the base for the adapter.", target
+        "Saved a copy of the base model with the grown vocabulary to %s (sft_args.save_new_basemodel).",
+        target,
     )
     return target

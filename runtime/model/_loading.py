@@ -32,6 +32,7 @@ from ftconfig.runtime.model._references import (
 __all__ = [
     "check_model_reference",
     "embedding_rows",
+    "embeddings_tied",
     "load_model",
     "model_load_kwargs",
 ]
@@ -224,6 +225,11 @@ def embedding_rows(run_conf: RunConfig) -> int | None:
     """How many embedding rows the model has, read from its config (no weights); None when it does not say."""
     rows = getattr(_model_config(run_conf).get_text_config(), "vocab_size", None)
     return rows if isinstance(rows, int) else None
+
+
+def embeddings_tied(run_conf: RunConfig) -> bool:
+    """Whether the model's config ties its input and output embeddings (no weights read)."""
+    return bool(getattr(_model_config(run_conf), "tie_word_embeddings", False))
 
 
 def load_model(

@@ -19,6 +19,7 @@ from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftCo
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._schema_errors import describe_value, suggest
 from ftconfig.runtime.model._loading import embedding_rows
+from ftconfig.runtime.model._new_tokens import NewTokenRows, add_new_rows, finish_adapter_with_new_rows
 from ftconfig.runtime.model._references import looks_like_hub_id
 
 __all__ = [
@@ -183,31 +184,19 @@ def check_adapter_vocabulary(
 
 
 def build_peft_config(
-    peft_conf: PeftConfig, *, modules_to_save: list[str], tie_embeddings: bool = False
+    peft_conf: PeftConfig, *, new_rows: NewTokenRows | None = None
 ) -> peft.PeftConfig | None:
     """The peft config for a new adapter; None for NO_PEFT and PRETRAINED_PEFT (which brings its own).
 
-    `modules_to_save` (grown embeddings) are appended to the user's list. `tie_embeddings` keeps a tied input
-    and output embedding as one trained copy (peft's `ensure_weight_tying`) where the adapter type supports
-    it, unless peft_kwargs sets it.
+    `new_rows` (a chat template's new tokens) are added to what trains: only those rows where the adapter type
+    supports trainable tokens, else whole embedding copies (runtime/model/_new_tokens.py).
     """
     if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
         return None
     config = _construct(peft_conf, {})
-    if modules_to_save:
-        current = getattr(config, "modules_to_save", None)
-        existing = [current] if isinstance(current, str) else list(current or [])
-        merged = existing + [name for name in modules_to_save if name not in existing]
-        config.modules_to_save = merged  # type: ignore[attr-defined]  # on the concrete adapter config class
-        tying_option = "ensure_weight_tying" in _field_types(type(config))
-        if tie_embeddings and tying_option and "ensure_weight_tying" not in peft_conf.peft_kwargs:
-            config.ensure_weight_tying = True  # type: ignore[attr-defined]  # checked just above
+    if new_rows is not None:
+        add_new_rows(config, new_rows, peft_type=_peft_type(peft_conf), peft_kwargs=peft_conf.peft_kwargs)
     return config
-
-
-def _embeddings_tied(model: PreTrainedModel) -> bool:
-    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated in transformers
-    return output is not None and output.weight is model.get_input_embeddings().weight
 
 
 @contextlib.contextmanager
@@ -232,7 +221,7 @@ def apply_peft(
     quantized: bool,
     gradient_checkpointing: bool,
     gradient_checkpointing_kwargs: dict[str, Any] | None,
-    modules_to_save: list[str],
+    new_rows: NewTokenRows | None = None,
 ) -> PreTrainedModel | PeftModel:
     """Wrap the model as peft_conf says; NO_PEFT returns it unchanged (every parameter trains).
 
@@ -240,7 +229,8 @@ def apply_peft(
     checkpointing with the user's kwargs, which may be unset: None is passed through as no kwargs, not
     unpacked). Unquantized models need
     nothing here: transformers' gradient_checkpointing_enable, which the Trainer calls, makes the embeddings'
-    outputs require grad so that reentrant checkpointing still reaches the adapters.
+    outputs require grad so that reentrant checkpointing still reaches the adapters. With `new_rows`, the
+    adapter also trains the new tokens' rows, and its saves hold those rows, never full embedding matrices.
     """
     if isinstance(peft_conf, NoPeftConfig):
         if quantized:
@@ -260,12 +250,12 @@ def apply_peft(
         )
     wrapped: PeftModel
     if isinstance(peft_conf, PretrainedPeftConfig):
-        if modules_to_save:
+        if new_rows is not None and new_rows.grown:
             raise ConfigError(
                 ErrorItem(
                     "$.peft_conf",
                     "a pretrained adapter cannot be combined with new tokens that grow the model's "
-                    f"embeddings ({', '.join(modules_to_save)} would have to train as well)",
+                    f"embeddings ({', '.join(new_rows.modules)} would have to train as well)",
                     "Use the chat template the adapter was trained with, or keep-original.",
                 )
             )
@@ -273,9 +263,7 @@ def apply_peft(
         with _adapter_load_errors(peft_conf.name_or_path):
             wrapped = PeftModel.from_pretrained(model, peft_conf.name_or_path, is_trainable=True)
     else:
-        config = build_peft_config(
-            peft_conf, modules_to_save=modules_to_save, tie_embeddings=_embeddings_tied(model)
-        )
+        config = build_peft_config(peft_conf, new_rows=new_rows)
         assert config is not None  # only NO_PEFT and PRETRAINED_PEFT build none, both handled above
         try:
             wrapped = get_peft_model(model, config)
@@ -283,6 +271,8 @@ def apply_peft(
             raise ConfigError(
                 ErrorItem(KWARGS, f"peft cannot apply these options to the model: {str(exc).strip()}")
             ) from exc
+    if new_rows is not None and not isinstance(peft_conf, PretrainedPeftConfig):
+        finish_adapter_with_new_rows(wrapped)
     trainable, total = wrapped.get_nb_trainable_parameters()
     logger.info(
         "PEFT model trainable params: %d || all params: %d || trainable%%: %.4f",

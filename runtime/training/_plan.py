@@ -57,10 +57,31 @@ def marked_example(run: PreparedRun, *, start: str = "«", end: str = "»") -> s
     return "".join(f"{start}{decode(ids)}{end}" if flag else decode(ids) for flag, ids in pieces)
 
 
+def training_and_saving(run: PreparedRun) -> tuple[list[str], list[str]]:
+    """What the run will train and what it will save (new tokens' rows included), read from the model's config."""
+    from ftconfig.runtime.model._loading import embedding_rows, embeddings_tied
+    from ftconfig.runtime.model._new_tokens import describe_training
+    from ftconfig.runtime.training._run import writes_base_copy
+
+    config = run.config
+    token_ids = run.setup.new_token_ids
+    base_copy = config.sft_args.save_name_if_new_basemodel if writes_base_copy(config) else None
+    return describe_training(
+        peft_type=variant_tag(config.peft_conf),
+        peft_kwargs=dict(getattr(config.peft_conf, "peft_kwargs", {}) or {}),
+        token_ids=token_ids,
+        rows=embedding_rows(config.run_conf) if token_ids else None,
+        tied=embeddings_tied(config.run_conf) if token_ids else False,
+        final_name=config.run_conf.final_checkpoint_name,
+        base_copy=base_copy if token_ids else None,
+    )
+
+
 def build_plan(run: PreparedRun) -> dict[str, Any]:
     """The plan as one JSON-able object: world size, per-device batch, accumulation, effective LR, epochs and
     steps, example and token counts, dropped examples and the first training example, plus a few more."""
     resolved, data, config = run.resolved, run.data, run.config
+    trained, saved = training_and_saving(run)
     return {
         "world_size": resolved.world_size,
         "per_device_train_batch_size": resolved.per_device_train_batch_size,
@@ -79,6 +100,9 @@ def build_plan(run: PreparedRun) -> dict[str, Any]:
         "data_cache_hit": data.cache_hit,
         "chat_template": config.data_conf.chat_template_name,
         "added_tokens": run.setup.added_tokens,
+        "new_token_ids": list(run.setup.new_token_ids),
+        "trained": trained,
+        "saved": saved,
         "peft_type": variant_tag(config.peft_conf),
         "quantization": variant_tag(config.quant_conf),
         "output_dir": resolved.output_dir,
@@ -92,6 +116,11 @@ def render_plan(run: PreparedRun, plan: dict[str, Any]) -> str:
     lines = ["ftrun plan (dry run: no weights loaded, nothing written)"]
     shown = [key for key in plan if key != "first_example"]
     width = max(len(key) for key in shown)
-    lines += [f"  {key.ljust(width)}  {plan[key]}" for key in shown]
+    for key in shown:
+        value = plan[key]
+        if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            lines += [f"  {(key if i == 0 else '').ljust(width)}  {item}" for i, item in enumerate(value)]
+        else:
+            lines.append(f"  {key.ljust(width)}  {value}")
     lines += ["", "first training example (trained part between « »):", marked_example(run)]
     return "\n".join(lines)

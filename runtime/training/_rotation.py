@@ -1,8 +1,9 @@
 """Checkpoint rotation that only ever deletes numbered checkpoints.
 
 transformers 5 rotates `save_total_limit` by modification time over every `checkpoint-*` folder, so it deletes
-`checkpoint-new-basemodel` (the base an adapter with new tokens needs) and an earlier `checkpoint-final`. ftconfig
-therefore hands transformers no limit and rotates `checkpoint-<N>` folders itself, by step number.
+`checkpoint-new-basemodel` (the grown base copy `sft_args.save_new_basemodel` asks for) and an earlier
+`checkpoint-final`. ftconfig therefore hands transformers no limit and rotates `checkpoint-<N>` folders itself, by
+step number.
 """
 
 from __future__ import annotations

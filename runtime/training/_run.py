@@ -23,7 +23,7 @@ from ftconfig.generated.config import NoPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._resolve import ResolvedRun, build_sft_config, resolve_run
 from ftconfig.runtime.config._secrets import detach_hub_token
-from ftconfig.runtime.config._structs import is_quantized
+from ftconfig.runtime.config._structs import is_quantized, variant_tag
 from ftconfig.runtime.tracking._mlflow import check_tracking_server, start_tracking, tracked_run
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
@@ -54,6 +54,7 @@ __all__ = [
     "process_world",
     "train",
     "weights_digest",
+    "writes_base_copy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
+    from ftconfig.runtime.model._new_tokens import check_new_token_training
     from ftconfig.runtime.model._peft import (
         check_adapter_reference,
         check_adapter_vocabulary,
@@ -154,6 +156,11 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
+    )
+    check_new_token_training(
+        variant_tag(config.peft_conf),
+        dict(getattr(config.peft_conf, "peft_kwargs", {}) or {}),
+        setup.new_token_ids,
     )
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
     if config.sft_args.train_on_completions_only:
@@ -193,6 +200,22 @@ def _check_combinations(config: FinetuningConfig) -> None:
         )
     if config.sft_args.packing:
         _check_packing_attention(config.run_conf.model_args.attn_implementation)
+    if writes_base_copy(config) and is_quantized(config.quant_conf):
+        raise ConfigError(
+            ErrorItem(
+                "$.sft_args.save_new_basemodel",
+                "a copy of the base model with grown embeddings cannot be saved from a quantized model "
+                "(only its quantized weights are loaded)",
+                "Leave save_new_basemodel false: the adapter holds the new tokens' rows and loads onto the "
+                "original base model resized to the tokenizer's length.",
+            )
+        )
+
+
+def writes_base_copy(config: FinetuningConfig) -> bool:
+    """Whether a run whose chat template adds tokens also saves a grown base-model copy: only with an adapter
+    and only when sft_args.save_new_basemodel asks (a full-model run's checkpoints hold the grown embeddings)."""
+    return bool(config.sft_args.save_new_basemodel) and not isinstance(config.peft_conf, NoPeftConfig)
 
 
 def _check_packing_attention(attn_implementation: str | None) -> str:
@@ -300,10 +323,9 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         world_size=run.resolved.world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
-    modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
-    uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
-    if uses_adapter and run.setup.added_tokens > 0 and is_main:
-        # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
+    new_rows = grow_embeddings(model, run.tokenizer, run.setup.new_token_ids)
+    if new_rows is not None and writes_base_copy(config) and is_main:
+        # Only on request: the adapter holds the new rows, and any copy of the base resized to the tokenizer fits it.
         save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
     return apply_peft(
         model,
@@ -313,7 +335,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         gradient_checkpointing_kwargs=config.training_args.gradient_checkpointing_kwargs
         if isinstance(config.training_args.gradient_checkpointing_kwargs, dict)
         else None,
-        modules_to_save=modules_to_save,
+        new_rows=new_rows,
     )
 
 
