@@ -53,6 +53,8 @@ BASE = "https://ftconfig.dev/schema/"
 KNOWN_CROSS_FIELD_RULES = {
     BASE + "finetuning.schema.json#/allOf/0": "overrides.num_train_epochs set: max_steps <= 0",
     BASE + "finetuning.schema.json#/allOf/1": "validation_data NONE: no evaluation",
+    BASE + "dpo.schema.json#/allOf/0": "overrides.num_train_epochs set: max_steps <= 0 (DPO)",
+    BASE + "dpo.schema.json#/allOf/1": "validation_data NONE: no evaluation (DPO)",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": "not both 4 and 8 bits",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/1": "4 or 8 bits",
 }
@@ -402,12 +404,26 @@ def test_an_integral_float_for_an_integer_is_accepted_by_both() -> None:
     check(Case("pinned", (), document))
 
 
-CROSS_FIELD_BREAKERS = {
+DELETE = object()  # a breaker's value that removes the key
+
+CROSS_FIELD_BREAKERS: dict[str, dict[str, Any]] = {
     BASE + "finetuning.schema.json#/allOf/0": {
         "overrides": {"num_train_epochs": 2},
         "training_args": {"max_steps": 5},
     },
     BASE + "finetuning.schema.json#/allOf/1": {
+        "data_conf": {**minimal_document()["data_conf"], "validation_data": {"type": "NONE"}},
+        "training_args": {"eval_strategy": "steps", "load_best_model_at_end": True},
+    },
+    BASE + "dpo.schema.json#/allOf/0": {
+        "method": "dpo",
+        "sft_args": DELETE,
+        "overrides": {"num_train_epochs": 2},
+        "training_args": {"max_steps": 5},
+    },
+    BASE + "dpo.schema.json#/allOf/1": {
+        "method": "dpo",
+        "sft_args": DELETE,
         "data_conf": {**minimal_document()["data_conf"], "validation_data": {"type": "NONE"}},
         "training_args": {"eval_strategy": "steps", "load_best_model_at_end": True},
     },
@@ -423,6 +439,7 @@ CROSS_FIELD_BREAKERS = {
 @pytest.mark.parametrize("rule", sorted(KNOWN_CROSS_FIELD_RULES))
 def test_a_document_breaking_only_one_cross_field_rule_is_accepted_by_msgspec(rule: str) -> None:
     document = {**minimal_document(), **CROSS_FIELD_BREAKERS[rule]}
+    document = {key: value for key, value in document.items() if value is not DELETE}
     errors = list(config_validator().iter_errors(document))
     assert errors
     assert {found for error in errors for found in _rules_in(error)} == {rule}

@@ -134,7 +134,10 @@ INVALID_CASES = [
     ("overrides", {"lr_batch_size_scaling": "cubic"}, "$.overrides.lr_batch_size_scaling", "sqrt"),
     ("sft_args.max_seq_length", 0, "$.sft_args.max_seq_length", "at least 1"),
     ("sft_args", DELETE, "$.sft_args", "missing"),
-    ("method", "dpo", "$.method", "sft"),
+    ("method", "ppo", "$.method", "'sft' (the default) or 'dpo'"),
+    ("method", "dpo", "$.sft_args", "method is dpo"),
+    ("training_args.beta", 0.1, "$.training_args.beta", "method is sft: set method: dpo"),
+    ("training_args.max_length", 64, "$.training_args.max_length", "sft_args.max_seq_length"),
     ("data_conf.validation_data", {"type": "NONE"}, None, None),  # valid on its own; see the next case
 ]
 

@@ -11,7 +11,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-ROOT_SCHEMA_NAME = "finetuning.schema.json"
+ROOT_SCHEMA_NAME = "experiment.schema.json"
+# The document each training method is validated against; the root chooses one by the top-level `method`.
+METHOD_SCHEMA_NAMES = {"sft": "finetuning.schema.json", "dpo": "dpo.schema.json"}
 
 
 @functools.cache
