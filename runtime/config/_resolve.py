@@ -19,7 +19,7 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._report_to import adjust_report_to
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 
 logger = logging.getLogger("ftconfig")
 
@@ -65,7 +65,7 @@ def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, 
     return per_device, accumulation
 
 
-def resolve_learning_rate(config: FinetuningConfig) -> float:
+def resolve_learning_rate(config: FinetuningConfig | DPOFinetuningConfig) -> float:
     """training_args.learning_rate x lr_multiplier, then scaled by sqrt or linear total batch size."""
     overrides = config.overrides
     learning_rate = config.training_args.learning_rate * overrides.lr_multiplier
@@ -77,17 +77,17 @@ def resolve_learning_rate(config: FinetuningConfig) -> float:
     return learning_rate
 
 
-def gradient_checkpointing_requested(config: FinetuningConfig) -> bool:
+def gradient_checkpointing_requested(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
     args = config.training_args
     return bool(args.activation_checkpointing or args.gradient_checkpointing)
 
 
-def resolve_output_dir(config: FinetuningConfig) -> str:
+def resolve_output_dir(config: FinetuningConfig | DPOFinetuningConfig) -> str:
     """training_args.output_dir, else $CHECKPOINTS_PATH (the helm convention), else ./checkpoints."""
     return config.training_args.output_dir or os.environ.get("CHECKPOINTS_PATH") or DEFAULT_OUTPUT_DIR
 
 
-def resolve_run(config: FinetuningConfig, *, world_size: int) -> ResolvedRun:
+def resolve_run(config: FinetuningConfig | DPOFinetuningConfig, *, world_size: int) -> ResolvedRun:
     """Every derived value of a run, for a given number of processes."""
     batch = config.batchsize_conf
     per_device, accumulation = split_batch(
@@ -137,10 +137,10 @@ def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> 
     }
 
 
-def training_arguments_kwargs(
-    config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+def _resolved_training_kwargs(
+    config: FinetuningConfig | DPOFinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool
 ) -> dict[str, Any]:
-    """Keyword arguments for TRL's SFTConfig: the user's training_args with the resolved values written in.
+    """The user's training_args with the resolved values written in (shared by SFT and DPO).
 
     Every training_args value is passed explicitly, so TRL's own differing defaults (bf16 and gradient
     checkpointing on, learning rate 2e-5) never switch on behind the user's back.
@@ -160,6 +160,16 @@ def training_arguments_kwargs(
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
+    )
+    return kwargs
+
+
+def training_arguments_kwargs(
+    config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for TRL's SFTConfig: the resolved training_args plus ftconfig's data settings."""
+    kwargs = _resolved_training_kwargs(config, resolved, report_mlflow=report_mlflow)
+    kwargs.update(
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
         max_length=config.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -171,15 +181,34 @@ def training_arguments_kwargs(
     return kwargs
 
 
-def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
-    """TRL SFTConfig for the run (imports TRL: training path only)."""
-    import torch
-    from trl import SFTConfig
+def _cpu_fallback(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """use_cpu when there is no accelerator (imports torch: training path only).
 
-    kwargs = training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
+    Without it, transformers still trains on the CPU but sets up no process group, so every process of a torchrun
+    job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
+    """
+    import torch
+
     if not kwargs["use_cpu"] and not torch.accelerator.is_available():
-        # Without it, transformers still trains on the CPU but sets up no process group, so every process of a
-        # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
         kwargs["use_cpu"] = True
         kwargs["dataloader_pin_memory"] = False  # nothing to pin for; avoids torch's warning on every epoch
-    return SFTConfig(**kwargs)
+    return kwargs
+
+
+def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
+    """TRL SFTConfig for the run (imports TRL: training path only)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **_cpu_fallback(training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow))
+    )
+
+
+def build_dpo_config(
+    config: DPOFinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+) -> Any:
+    """TRL DPOConfig for the run: the DPO fields (beta, loss_type, max_length, ...) pass through as written."""
+    from trl import DPOConfig
+
+    kwargs = _resolved_training_kwargs(config, resolved, report_mlflow=report_mlflow)
+    return DPOConfig(**_cpu_fallback(kwargs))

@@ -28,7 +28,7 @@ from ftconfig.runtime.training._checkpoints import (
 )
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
     from ftconfig.runtime.data._prepare import PreparedData
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
     from ftconfig.runtime.tracking._plan import TrackingPlan
@@ -51,10 +51,10 @@ class RunOptions:
 class PreparedRun:
     """A run checked and ready except for the model weights."""
 
-    config: FinetuningConfig
+    config: FinetuningConfig | DPOFinetuningConfig
     resolved: ResolvedRun
     resume: str | bool
-    sft_config: Any
+    sft_config: Any  # the trainer's arguments: TRL SFTConfig, or DPOConfig for method dpo
     tokenizer: Any
     setup: TokenizerSetup
     data: PreparedData
@@ -71,13 +71,20 @@ def process_world() -> tuple[int, int]:
     return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
 
 
-def _is_quantized(config: FinetuningConfig) -> bool:
+def is_dpo(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
+    """Whether the config trains with DPO (method: dpo) rather than SFT."""
+    from ftconfig.generated.config import DPOFinetuningConfig
+
+    return isinstance(config, DPOFinetuningConfig)
+
+
+def _is_quantized(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
     from ftconfig.generated.config import BnBQuantizationConfig
 
     return isinstance(config.quant_conf, BnBQuantizationConfig)
 
 
-def _check_combinations(config: FinetuningConfig) -> None:
+def _check_combinations(config: FinetuningConfig | DPOFinetuningConfig) -> None:
     """Cross-section rules the schema cannot state because they need library facts."""
     from ftconfig.generated.config import NoPeftConfig
 
@@ -89,7 +96,7 @@ def _check_combinations(config: FinetuningConfig) -> None:
                 "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
             )
         )
-    if config.sft_args.packing:
+    if not is_dpo(config) and config.sft_args.packing:
         _check_packing_attention(config.run_conf.model_args.attn_implementation)
 
 
@@ -119,7 +126,9 @@ def _library_seam(location: str) -> Iterator[None]:
         raise ConfigError(ErrorItem(location, str(exc).strip().splitlines()[0])) from exc
 
 
-def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
+def prepare_run(
+    config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions, *, world_size: int
+) -> PreparedRun:
     """Resolve and preflight a run, load the tokenizer and prepare the data; loads no weights."""
     # The cheap checks first, before the heavy libraries are even imported.
     resolved = resolve_run(config, world_size=world_size)
@@ -142,7 +151,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
-    from ftconfig.runtime.config._resolve import build_sft_config
+    from ftconfig.runtime.config._resolve import build_dpo_config, build_sft_config
+    from ftconfig.runtime.data._preference import prepare_preferences
     from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
@@ -158,20 +168,24 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     with _library_seam("$.training_args"):
         # Only the main process reports to MLflow: one run per job.
         report_mlflow = tracking is not None and process_world()[1] == 0
-        sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
+        if is_dpo(config):
+            sft_config = build_dpo_config(config, resolved, report_mlflow=report_mlflow)
+        else:
+            sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
     )
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
-    if config.sft_args.train_on_completions_only:
+    if not is_dpo(config) and config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
     # the process group first: before that, TrainingArguments reports world_size 1 and would not wait.
     _ = sft_config.device
+    prepare = prepare_preferences if is_dpo(config) else prepare_data
     with sft_config.main_process_first(desc="data preparation"):
-        data = prepare_data(
-            config,
+        data = prepare(
+            config,  # type: ignore[arg-type]  # the function matching the method
             tokenizer,
             setup,
             num_proc=options.num_preprocess_workers,
@@ -225,7 +239,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
     if uses_adapter and run.setup.added_tokens > 0 and is_main:
         # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
-        save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
+        save_new_basemodel(model, run.tokenizer, run.output_dir / _new_basemodel_name(config))
     return apply_peft(
         model,
         config.peft_conf,
@@ -236,6 +250,14 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         else None,
         modules_to_save=modules_to_save,
     )
+
+
+def _new_basemodel_name(config: FinetuningConfig | DPOFinetuningConfig) -> str:
+    """sft_args.save_name_if_new_basemodel; DPO configs have no sft_args and use its default."""
+    from ftconfig.generated.config import SFTArguments
+
+    sft_args = SFTArguments() if is_dpo(config) else config.sft_args  # type: ignore[union-attr]
+    return str(sft_args.save_name_if_new_basemodel)
 
 
 def _report_resume(run: PreparedRun) -> None:
@@ -284,6 +306,8 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
     from ftconfig.runtime.data._collator import build_data_collator, build_packed_collator, pack_dataset
 
     data = run.data
+    if is_dpo(run.config):  # TRL's preference collator pads prompt + chosen / prompt + rejected itself
+        return data.train, data.validation, None
     if not run.config.sft_args.packing:
         return data.train, data.validation, build_data_collator(run.tokenizer, run.setup)
     layout = _check_packing_attention(getattr(model.config, "_attn_implementation", None))
@@ -300,7 +324,7 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
     return train, validation, build_packed_collator(run.tokenizer, run.setup, layout=layout)
 
 
-def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
+def train(config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
     from ftconfig.runtime.tracking._mlflow import start_tracking, tracked_run
     from ftconfig.runtime.training._output import resolved_config_document
@@ -337,15 +361,30 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     train_dataset, eval_dataset, collator = _datasets_and_collator(run, model)
     limit = config.training_args.save_total_limit
     detach_hub_token(run.sft_config, os.environ)  # else pickled into every training_args.bin
-    trainer = SFTTrainer(
-        model=model,
-        args=run.sft_config,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=run.tokenizer,
-        data_collator=collator,
-        callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
-    )
+    callbacks = [NumberedCheckpointRotation(limit)] if limit else []
+    if is_dpo(config):
+        from ftconfig.generated.config import NoPeftConfig
+        from ftconfig.runtime.training._dpo import build_dpo_trainer
+
+        trainer = build_dpo_trainer(
+            model,
+            args=run.sft_config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            tokenizer=run.tokenizer,
+            callbacks=callbacks,
+            uses_adapter=not isinstance(config.peft_conf, NoPeftConfig),
+        )
+    else:
+        trainer = SFTTrainer(
+            model=model,
+            args=run.sft_config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=run.tokenizer,
+            data_collator=collator,
+            callbacks=callbacks,
+        )
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
