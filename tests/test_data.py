@@ -127,7 +127,13 @@ def lengths_of(tokenizer_and_setup: tuple[Any, Any], sources: dict[str, Any]) ->
 
 
 def test_public_names_are_the_documented_ones() -> None:
-    assert sorted(_data.__all__) == ["PreparedData", "RowPlan", "default_cache_dir", "plan_rows", "prepare_data"]
+    assert sorted(_data.__all__) == [
+        "PreparedData",
+        "RowPlan",
+        "default_cache_dir",
+        "plan_rows",
+        "prepare_data",
+    ]
     assert "read_conversations" in _records.__all__
     assert {"cache_key", "load_prepared", "store_prepared", "default_cache_dir"} <= set(
         _prepare_cache.__all__
