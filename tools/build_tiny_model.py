@@ -93,7 +93,11 @@ def _preference_pair(rng: random.Random) -> tuple[str, str, str]:
     if kind == 1:
         country, other = rng.sample(sorted(CAPITALS), 2)
         question = f"What is the capital of {country}?"
-        return question, f"The capital of {country} is {CAPITALS[country]}.", f"The capital of {country} is {CAPITALS[other]}."
+        return (
+            question,
+            f"The capital of {country} is {CAPITALS[country]}.",
+            f"The capital of {country} is {CAPITALS[other]}.",
+        )
     words = rng.sample(COLOURS, rng.randrange(3, 6))
     return "Reverse the words: " + " ".join(words), " ".join(reversed(words)), " ".join(words)
 
