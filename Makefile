@@ -38,6 +38,7 @@ bench:
 	$(BIN)/python -m ftconfig.tools.bench.overhead
 	$(BIN)/python -m ftconfig.tools.bench.prepare
 	$(BIN)/python -m ftconfig.tools.bench.padding
+	$(BIN)/python -m ftconfig.tools.bench.prepare_dpo
 
 clean:
 	rm -rf outputs .pytest_cache build *.egg-info

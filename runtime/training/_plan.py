@@ -119,5 +119,10 @@ def render_plan(run: PreparedRun, plan: dict[str, Any]) -> str:
     shown = [key for key in plan if key != "first_example"]
     width = max(len(key) for key in shown)
     lines += [f"  {key.ljust(width)}  {plan[key]}" for key in shown]
-    lines += ["", "first training example (trained part between « »):", marked_example(run)]
+    what = (
+        "first preference pair (the answers DPO scores between « »)"
+        if is_dpo(run.config)
+        else ("first training example (trained part between « »)")
+    )
+    lines += ["", f"{what}:", marked_example(run)]
     return "\n".join(lines)
