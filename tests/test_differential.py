@@ -35,17 +35,17 @@ from urllib.parse import urljoin
 
 import msgspec
 import pytest
-from _doc_strategies import Case, cases, lookup, resolve, root
+from _doc_strategies import Case, cases, lookup, resolve
 from hypothesis import Phase, given, settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from ftconfig.generated.config import FinetuningConfig
+from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 from ftconfig.runtime import ConfigError
 from ftconfig.runtime.config._load import convert_document, to_json_data
-from ftconfig.runtime.config._schema import config_validator, root_schema, schema_documents
+from ftconfig.runtime.config._schema import config_validator, root_schema, schema_documents, schema_registry
 
 BASE = "https://ftconfig.dev/schema/"
 
@@ -73,7 +73,8 @@ ROUND_TRIPS_CHECKED: set[str] = set()
 
 def _rule_of(error: SchemaViolation) -> str | None:
     """The `allOf` if/then rule (as `URI#pointer`) whose `then` produced this error, walking its schema path."""
-    node, resolver = root()
+    node = root_schema()  # the validator's root: it chooses the method document with if/then/else
+    resolver = schema_registry().resolver(base_uri=node["$id"])
     uri, pointer = node["$id"], ""
     path = list(error.absolute_schema_path)
     if "then" not in path:
@@ -211,8 +212,10 @@ def _lax_scalar(verdicts: Verdicts) -> bool:
     """Every error is a wrong scalar type that strict=False parses ("5" for 5, "true"/1 for true, "null")."""
     if not all(_explained(error, _wrong_scalar_type) for error in verdicts.errors):
         return False
+    document = verdicts.document
+    is_dpo = isinstance(document, dict) and document.get("method") == "dpo"
     try:
-        msgspec.convert(verdicts.document, FinetuningConfig, strict=True)
+        msgspec.convert(document, DPOFinetuningConfig if is_dpo else FinetuningConfig, strict=True)
     except msgspec.ValidationError:
         return True  # strict mode rejects it: the lax parsing is what let it through
     return False
