@@ -338,7 +338,9 @@ CASES: dict[str, Case] = {
     "data-file-empty": Case("empty.jsonl", "no rows", {f"{DATASET0}.path": "{cases}/data/empty.jsonl"}),
     # ---- DPO (method: dpo)
     "dpo-with-sft-args": Case("$.sft_args", "this config's method is dpo", {"method": "dpo"}, schema=True),
-    "dpo-key-in-sft": Case("$.training_args.beta", "set method: dpo", {"training_args.beta": 0.1}, schema=True),
+    "dpo-key-in-sft": Case(
+        "$.training_args.beta", "set method: dpo", {"training_args.beta": 0.1}, schema=True
+    ),
     "dpo-removed-trl-key": Case(
         "$.training_args.max_prompt_length",
         "write max_length instead",

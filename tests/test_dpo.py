@@ -96,6 +96,26 @@ def test_loss_type_takes_one_name_or_a_list_of_trl_loss_names(tmp_path: Path) ->
         load_config(dpo_document(tmp_path, training_args={"loss_type": "sigmoidd"}))
 
 
+def test_dpo_resolution_splits_the_batch_scales_the_learning_rate_and_passes_the_dpo_fields(
+    tmp_path: Path,
+) -> None:
+    from ftconfig.runtime.config._resolve import build_dpo_config, resolve_run
+
+    document = dpo_document(
+        tmp_path,
+        training_args={"learning_rate": 1e-6, "beta": 0.25, "loss_type": "ipo", "max_length": 300},
+        batchsize_conf={"total_train_batch_size": 16, "max_per_device_train_batch_size": 4},
+        overrides={"lr_multiplier": 2.0, "lr_batch_size_scaling": "sqrt"},
+    )
+    config = load_config(document)
+    resolved = resolve_run(config, world_size=2)
+    args = build_dpo_config(config, resolved)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 2)
+    assert args.learning_rate == pytest.approx(1e-6 * 2.0 * 4.0)  # multiplier, then sqrt(16)
+    assert (args.beta, args.loss_type, args.max_length) == (0.25, ["ipo"], 300)
+    assert config.training_args.learning_rate == 1e-6  # the config itself is never changed
+
+
 # ---------------------------------------------------------------------------------------------- the reader
 
 GOOD = {

@@ -58,6 +58,7 @@ def test_lora_dpo_raises_the_reward_margin_on_a_learnable_preference(tmp_path: P
     assert accuracies[-1] > 0.5, accuracies
     final = output_dir / "checkpoint-final"
     assert (final / "adapter_model.safetensors").is_file()
+    assert not (final / "ref").exists()  # TRL's frozen reference adapter is not part of the result
     resolved = json.loads((output_dir / "resolved_config.json").read_text())
     assert resolved["config"]["method"] == "dpo" and "sft_args" not in resolved["config"]
     load_config(resolved["config"])  # the written config is itself a valid DPO config

@@ -10,9 +10,14 @@ the loaded model (grown embeddings and all) rather than reloaded from its path a
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 from typing import Any
 
-__all__ = ["build_dpo_trainer", "frozen_reference"]
+__all__ = ["REFERENCE_ADAPTER", "build_dpo_trainer", "drop_reference_adapter", "frozen_reference"]
+
+# The adapter name TRL gives its frozen copy of the starting adapter (saved as a sub-folder of each checkpoint).
+REFERENCE_ADAPTER = "ref"
 
 
 def frozen_reference(model: Any) -> Any:
@@ -58,3 +63,9 @@ def build_dpo_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+
+
+def drop_reference_adapter(checkpoint: Path) -> None:
+    """Leave only the trained adapter in a final checkpoint: the frozen reference copy is for training only
+    (numbered checkpoints keep it; a resumed run rebuilds it from the starting adapter anyway)."""
+    shutil.rmtree(checkpoint / REFERENCE_ADAPTER, ignore_errors=True)

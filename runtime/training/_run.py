@@ -397,6 +397,10 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     try:
         trainer.save_model(str(partial_dir))
         if is_main:
+            if is_dpo(config):
+                from ftconfig.runtime.training._dpo import drop_reference_adapter
+
+                drop_reference_adapter(partial_dir)
             trainer.save_state()
             replace_directory(partial_dir, final_dir)
     except BaseException:  # Ctrl-C / SIGTERM included: what was written so far is useless
