@@ -203,3 +203,62 @@ def test_a_dpo_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result
         adapter_weights(killed / "checkpoint-final"),
     )
     assert max(float((first[name] - second[name]).abs().max()) for name in first) <= 1e-6
+
+
+def _trainer_for(document: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(trainer, model, prepared run) as ftrun builds them, without training."""
+    from ftconfig.generated.config import NoPeftConfig
+    from ftconfig.runtime.training._dpo import build_dpo_trainer
+    from ftconfig.runtime.training._run import _load_and_adapt_model, prepare_run
+
+    config = load_config(document)
+    run = prepare_run(config, RunOptions(), world_size=1)
+    model = _load_and_adapt_model(run, is_main=True)
+    trainer = build_dpo_trainer(
+        model,
+        args=run.sft_config,
+        train_dataset=run.data.train,
+        eval_dataset=None,
+        tokenizer=run.tokenizer,
+        callbacks=[],
+        uses_adapter=not isinstance(config.peft_conf, NoPeftConfig),
+    )
+    return trainer, model, run
+
+
+def test_lora_reference_is_the_base_with_the_adapter_disabled_and_no_second_model(tmp_path: Path) -> None:
+    import torch
+
+    document = dpo_document(tmp_path / "lora", data_conf={"chat_template_name": "mistral-with-system"})
+    trainer, model, run = _trainer_for(document)
+    assert trainer.ref_model is None  # no second model in memory
+    batch = trainer.data_collator([run.data.train[index] for index in range(4)])
+    with torch.no_grad():  # the trained adapter moves away from its start, as after some steps
+        for name, parameter in model.named_parameters():
+            if ".default." in name and "lora_B" in name:
+                parameter.add_(0.05)
+    reference = torch.cat(trainer.compute_ref_log_probs(trainer.model, batch))
+    model.delete_adapter(
+        "ref"
+    )  # TRL's frozen copy of the new adapter gone: its reference is the adapter disabled
+    disabled = torch.cat(trainer.compute_ref_log_probs(trainer.model, batch))
+    torch.testing.assert_close(reference, disabled)
+    with torch.no_grad():
+        policy = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with model.disable_adapter():
+            base = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert not torch.allclose(policy, base)  # the check above could fail: the policy differs from the base
+
+
+def test_full_parameter_reference_is_a_frozen_copy_sharing_no_weights(tmp_path: Path) -> None:
+    document = dpo_document(
+        tmp_path / "full",
+        peft_conf={"peft_type": "NO_PEFT"},
+        data_conf={"chat_template_name": "mistral-with-system"},
+    )
+    trainer, model, _ = _trainer_for(document)
+    reference = trainer.ref_model
+    assert reference is not None and not reference.training
+    assert not any(parameter.requires_grad for parameter in reference.parameters())
+    shared = {p.data_ptr() for p in reference.parameters()} & {p.data_ptr() for p in model.parameters()}
+    assert not shared
