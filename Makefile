@@ -54,6 +54,7 @@ bench:
 	$(BIN)/python -m ftconfig.tools.bench.prepare
 	$(BIN)/python -m ftconfig.tools.bench.padding
 	$(BIN)/python -m ftconfig.tools.bench.new_tokens
+	$(BIN)/python -m ftconfig.tools.bench.prepare_dpo
 
 clean:
 	rm -rf outputs .pytest_cache build *.egg-info

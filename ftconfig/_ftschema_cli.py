@@ -79,9 +79,11 @@ def gen_docs(check: bool) -> None:
 
 
 @cli.command("import-training-args")
-@click.option("--check", is_flag=True, help="Fail if the schema differs from the installed transformers.")
+@click.option(
+    "--check", is_flag=True, help="Fail if the schemas differ from the installed transformers and TRL."
+)
 def import_training_args(check: bool) -> None:
-    """Regenerate schema/training_args.schema.json from transformers' TrainingArguments."""
+    """Regenerate the training_args schemas from transformers (SFT) and TRL's DPOConfig (DPO)."""
     from ftconfig.tools._import_training_args import import_training_args as action
     from ftconfig.tools._paths import SCHEMA_DIR
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from ftconfig.runtime.config._schema import root_schema, schema_registry
+from ftconfig.runtime.config._schema import METHOD_SCHEMA_NAMES, schema_documents, schema_registry
 
 if TYPE_CHECKING:
     from referencing._core import Resolver
@@ -109,8 +109,9 @@ def resolve(schema: dict[str, Any], resolver: Resolver) -> tuple[dict[str, Any],
     return _RESOLVED[key]
 
 
-def root() -> tuple[dict[str, Any], Resolver]:
-    schema = root_schema()
+def root(method: str = "sft") -> tuple[dict[str, Any], Resolver]:
+    """The top-level document of one training method (the root schema only chooses between them by `method`)."""
+    schema = schema_documents()[METHOD_SCHEMA_NAMES[method]]
     return schema, schema_registry().resolver(base_uri=schema["$id"])
 
 
@@ -290,7 +291,7 @@ def _mark_tag(branches: list[Any], resolver: Resolver, path: Path, value: Any, o
 @st.composite
 def documents(draw: st.DrawFn) -> Generated:
     """A document built from the schema: valid, except for cross-field rules it sometimes breaks on purpose."""
-    schema, resolver = root()
+    schema, resolver = root(draw(st.sampled_from(sorted(METHOD_SCHEMA_NAMES))))
     out = Generated(None)
     out.document = _generate(draw, schema, resolver, (), out, True)
     return out

@@ -336,6 +336,26 @@ CASES: dict[str, Case] = {
         {f"{DATASET0}.path": "{cases}/data/messages_not_a_list.jsonl"},
     ),
     "data-file-empty": Case("empty.jsonl", "no rows", {f"{DATASET0}.path": "{cases}/data/empty.jsonl"}),
+    # ---- DPO (method: dpo)
+    "dpo-with-sft-args": Case("$.sft_args", "this config's method is dpo", {"method": "dpo"}, schema=True),
+    "dpo-key-in-sft": Case(
+        "$.training_args.beta", "set method: dpo", {"training_args.beta": 0.1}, schema=True
+    ),
+    "dpo-removed-trl-key": Case(
+        "$.training_args.max_prompt_length",
+        "write max_length instead",
+        {"method": "dpo", "sft_args": DELETE, "training_args.max_prompt_length": 512},
+        schema=True,
+    ),
+    "dpo-answer-not-from-assistant": Case(
+        "preference_chosen_from_user.jsonl:2",
+        "not from the assistant",
+        {
+            "method": "dpo",
+            "sft_args": DELETE,
+            f"{DATASET0}.path": "{cases}/data/preference_chosen_from_user.jsonl",
+        },
+    ),
     "every-example-longer-than-max-seq-length": Case(
         "$.sft_args.max_seq_length", "longer than", {"sft_args.max_seq_length": 4}
     ),

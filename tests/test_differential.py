@@ -35,17 +35,17 @@ from urllib.parse import urljoin
 
 import msgspec
 import pytest
-from _doc_strategies import Case, cases, lookup, resolve, root
+from _doc_strategies import Case, cases, lookup, resolve
 from hypothesis import Phase, given, settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from ftconfig.generated.config import FinetuningConfig
+from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 from ftconfig.runtime import ConfigError
 from ftconfig.runtime.config._load import convert_document, to_json_data
-from ftconfig.runtime.config._schema import config_validator, root_schema, schema_documents
+from ftconfig.runtime.config._schema import config_validator, root_schema, schema_documents, schema_registry
 
 BASE = "https://ftconfig.dev/schema/"
 
@@ -53,6 +53,8 @@ BASE = "https://ftconfig.dev/schema/"
 KNOWN_CROSS_FIELD_RULES = {
     BASE + "finetuning.schema.json#/allOf/0": "overrides.num_train_epochs set: max_steps <= 0",
     BASE + "finetuning.schema.json#/allOf/1": "validation_data NONE: no evaluation",
+    BASE + "dpo.schema.json#/allOf/0": "overrides.num_train_epochs set: max_steps <= 0 (DPO)",
+    BASE + "dpo.schema.json#/allOf/1": "validation_data NONE: no evaluation (DPO)",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": "not both 4 and 8 bits",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/1": "4 or 8 bits",
 }
@@ -71,7 +73,8 @@ ROUND_TRIPS_CHECKED: set[str] = set()
 
 def _rule_of(error: SchemaViolation) -> str | None:
     """The `allOf` if/then rule (as `URI#pointer`) whose `then` produced this error, walking its schema path."""
-    node, resolver = root()
+    node = root_schema()  # the validator's root: it chooses the method document with if/then/else
+    resolver = schema_registry().resolver(base_uri=node["$id"])
     uri, pointer = node["$id"], ""
     path = list(error.absolute_schema_path)
     if "then" not in path:
@@ -209,8 +212,10 @@ def _lax_scalar(verdicts: Verdicts) -> bool:
     """Every error is a wrong scalar type that strict=False parses ("5" for 5, "true"/1 for true, "null")."""
     if not all(_explained(error, _wrong_scalar_type) for error in verdicts.errors):
         return False
+    document = verdicts.document
+    is_dpo = isinstance(document, dict) and document.get("method") == "dpo"
     try:
-        msgspec.convert(verdicts.document, FinetuningConfig, strict=True)
+        msgspec.convert(document, DPOFinetuningConfig if is_dpo else FinetuningConfig, strict=True)
     except msgspec.ValidationError:
         return True  # strict mode rejects it: the lax parsing is what let it through
     return False
@@ -403,12 +408,26 @@ def test_an_integral_float_for_an_integer_is_accepted_by_both() -> None:
     check(Case("pinned", (), document))
 
 
-CROSS_FIELD_BREAKERS = {
+DELETE = object()  # a breaker's value that removes the key
+
+CROSS_FIELD_BREAKERS: dict[str, dict[str, Any]] = {
     BASE + "finetuning.schema.json#/allOf/0": {
         "overrides": {"num_train_epochs": 2},
         "training_args": {"max_steps": 5},
     },
     BASE + "finetuning.schema.json#/allOf/1": {
+        "data_conf": {**minimal_document()["data_conf"], "validation_data": {"type": "NONE"}},
+        "training_args": {"eval_strategy": "steps", "load_best_model_at_end": True},
+    },
+    BASE + "dpo.schema.json#/allOf/0": {
+        "method": "dpo",
+        "sft_args": DELETE,
+        "overrides": {"num_train_epochs": 2},
+        "training_args": {"max_steps": 5},
+    },
+    BASE + "dpo.schema.json#/allOf/1": {
+        "method": "dpo",
+        "sft_args": DELETE,
         "data_conf": {**minimal_document()["data_conf"], "validation_data": {"type": "NONE"}},
         "training_args": {"eval_strategy": "steps", "load_best_model_at_end": True},
     },
@@ -424,6 +443,7 @@ CROSS_FIELD_BREAKERS = {
 @pytest.mark.parametrize("rule", sorted(KNOWN_CROSS_FIELD_RULES))
 def test_a_document_breaking_only_one_cross_field_rule_is_accepted_by_msgspec(rule: str) -> None:
     document = {**minimal_document(), **CROSS_FIELD_BREAKERS[rule]}
+    document = {key: value for key, value in document.items() if value is not DELETE}
     errors = list(config_validator().iter_errors(document))
     assert errors
     assert {found for error in errors for found in _rules_in(error)} == {rule}

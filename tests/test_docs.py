@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from ftconfig.runtime.config._load import load_config, parse_document
-from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
-from ftconfig.tools._gen_docs import CONFIG_DOC, SHARED_LINK, render_docs, write_docs
+from ftconfig.runtime.config._schema import METHOD_SCHEMA_NAMES, ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.tools._gen_docs import CONFIG_DOC, SHARED_LINK, method_heading, render_docs, write_docs
 from ftconfig.tools._paths import DOCS_DIR, REPO_ROOT
 
 GUIDE = DOCS_DIR / "guide.md"
@@ -37,9 +37,12 @@ def sections(doc: str) -> dict[str, str]:
 def _documented_objects() -> list[tuple[str, dict[str, Any]]]:
     """(section heading, schema) for the root and every definition, as the generator should document them."""
     found = []
+    methods = {file_name: method for method, file_name in METHOD_SCHEMA_NAMES.items()}
     for file_name, document in schema_documents().items():
         if file_name == ROOT_SCHEMA_NAME:
-            found.append(("Top-level properties", document))
+            continue  # its definitions only point at the method documents
+        if file_name in methods:
+            found.append((method_heading(methods[file_name]), document))
         elif "properties" in document:
             found.append((document["title"], document))
         found += [(node.get("title", key), node) for key, node in document.get("$defs", {}).items()]

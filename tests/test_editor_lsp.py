@@ -189,6 +189,27 @@ def test_completion_in_training_args_offers_learning_rate(lsp: LspClient, tmp_pa
     assert "learning_rate" in labels, f"offered {len(labels)}: {sorted(labels)[:20]}..."
 
 
+def test_completion_in_dpo_training_args_offers_the_dpo_fields(lsp: LspClient, tmp_path: Path) -> None:
+    doc = Doc(lsp, tmp_path / "dpo.yaml", modeline() + f"method: dpo\ntraining_args:\n  {CURSOR}\n")
+    labels = doc.completion_labels()
+    assert {"beta", "loss_type", "max_length", "learning_rate"} <= labels, (
+        f"offered: {sorted(labels)[:30]}..."
+    )
+
+
+def test_completion_top_level_of_a_dpo_config_leaves_out_sft_args(lsp: LspClient, tmp_path: Path) -> None:
+    doc = Doc(lsp, tmp_path / "dpo.yaml", modeline() + f"method: dpo\n{CURSOR}\n")
+    labels = doc.completion_labels()
+    assert {"data_conf", "training_args", "peft_conf"} <= labels, f"offered: {sorted(labels)}"
+    assert "sft_args" not in labels, f"offered: {sorted(labels)}"
+
+
+def test_completion_in_sft_training_args_leaves_out_the_dpo_fields(lsp: LspClient, tmp_path: Path) -> None:
+    doc = Doc(lsp, tmp_path / "cfg.yaml", modeline() + f"training_args:\n  {CURSOR}\n")
+    labels = doc.completion_labels()
+    assert "learning_rate" in labels and "beta" not in labels, f"offered: {sorted(labels)[:30]}..."
+
+
 # ---------------------------------------------------------------------------------- hover
 
 

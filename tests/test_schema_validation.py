@@ -114,7 +114,10 @@ INVALID_CASES = [
     ("overrides", {"lr_batch_size_scaling": "cubic"}, "$.overrides.lr_batch_size_scaling", "sqrt"),
     ("sft_args.max_seq_length", 0, "$.sft_args.max_seq_length", "at least 1"),
     ("sft_args", DELETE, "$.sft_args", "missing"),
-    ("method", "dpo", "$.method", "sft"),
+    ("method", "ppo", "$.method", "'sft' (the default) or 'dpo'"),
+    ("method", "dpo", "$.sft_args", "method is dpo"),
+    ("training_args.beta", 0.1, "$.training_args.beta", "method is sft: set method: dpo"),
+    ("training_args.max_length", 64, "$.training_args.max_length", "sft_args.max_seq_length"),
     ("data_conf.validation_data", {"type": "NONE"}, None, None),  # valid on its own; see the next case
 ]
 
@@ -162,7 +165,7 @@ def test_every_error_is_reported_at_once() -> None:
 @pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("*.yaml")))
 def test_shipped_example_configs_validate(name: str) -> None:
     config = load_config(read_document(EXAMPLES / name))
-    assert config.method == "sft"
+    assert config.method == ("dpo" if name.startswith("dpo") else "sft")
 
 
 def test_loaded_config_is_a_struct_with_schema_defaults_filled_in() -> None:

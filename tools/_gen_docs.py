@@ -12,14 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents, schema_registry
+from ftconfig.runtime.config._schema import (
+    METHOD_SCHEMA_NAMES,
+    ROOT_SCHEMA_NAME,
+    schema_documents,
+    schema_registry,
+)
 from ftconfig.tools._files import write_or_check
 from ftconfig.tools._paths import DOCS_DIR
 
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
-__all__ = ["CONFIG_DOC", "SHARED_LINK", "render_docs", "write_docs"]
+__all__ = ["CONFIG_DOC", "SHARED_LINK", "method_heading", "render_docs", "write_docs"]
 
 CONFIG_DOC = DOCS_DIR / "config.md"
 TABLE_HEAD = (
@@ -345,12 +350,15 @@ def union_section(union: Definition) -> str:
 
 
 def definitions() -> list[Definition]:
-    """Every `$defs` entry and every whole-file object schema except the root, in alphabetical order."""
+    """Every `$defs` entry and every whole-file object schema except the root and the method documents (the
+    top-level sections), in alphabetical order."""
     registry = schema_registry()
     found: dict[str, Definition] = {}
     for file_name, document in schema_documents().items():
+        if file_name == ROOT_SCHEMA_NAME:
+            continue
         resolver = registry.resolver(base_uri=document["$id"])
-        if file_name != ROOT_SCHEMA_NAME and "properties" in document:
+        if file_name not in METHOD_SCHEMA_NAMES.values() and "properties" in document:
             found[str(document["title"])] = Definition(str(document["title"]), document, resolver)
         for key, node in document.get("$defs", {}).items():
             name = str(node.get("title", key))
@@ -390,19 +398,35 @@ def section(definition: Definition, shared: dict[str, tuple[str, str, Any]]) -> 
     return "\n\n".join(part.strip() for part in parts if part.strip())
 
 
+def method_heading(method: str) -> str:
+    """The heading of the top-level table of one training method."""
+    return f"Top-level properties for method {method}"
+
+
 def render_docs() -> str:
     """The whole of docs/config.md; byte-identical for the same schema files."""
-    root = schema_documents()[ROOT_SCHEMA_NAME]
-    resolver = schema_registry().resolver(base_uri=root["$id"])
+    documents = schema_documents()
+    root = documents[ROOT_SCHEMA_NAME]
     shared = _shared_variants()
-    blocks = [
-        INTRO,
-        "## Top-level properties",
-        str(root.get("description", "")),
-        properties_table(root, resolver),
-        rules_list(root, resolver),
-        *(section(definition, shared) for definition in definitions()),
-    ]
+    blocks = [INTRO, "## Top-level properties", str(root.get("description", ""))]
+    blocks.append(
+        "Tables: "
+        + ", ".join(
+            f"[method {method}](#top-level-properties-for-method-{method})" for method in METHOD_SCHEMA_NAMES
+        )
+        + "."
+    )
+    for method, file_name in METHOD_SCHEMA_NAMES.items():
+        document = documents[file_name]
+        resolver = schema_registry().resolver(base_uri=document["$id"])
+        blocks += [
+            f"## {method_heading(method)}",
+            str(document.get("description", "")),
+            properties_table(document, resolver),
+            rules_list(document, resolver),
+            forbidden_list(document),
+        ]
+    blocks += [section(definition, shared) for definition in definitions()]
     return "\n\n".join(block.strip() for block in blocks if block.strip()) + "\n"
 
 

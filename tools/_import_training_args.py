@@ -1,7 +1,8 @@
-"""Build `schema/training_args.schema.json` from the installed transformers `TrainingArguments`.
+"""Build the training_args schemas from the installed libraries: transformers' `TrainingArguments` for SFT
+(`schema/training_args.schema.json`) and TRL's `DPOConfig` for DPO (`schema/dpo_training_args.schema.json`).
 
-The training arguments are transformers' surface, not ours: restating ~110 fields by hand would drift with every
-transformers release. This importer reads the dataclass (name, type, default, help) and writes a JSON Schema that
+The training arguments are the libraries' surface, not ours: restating ~130 fields by hand would drift with every
+release. This importer reads the dataclasses (name, type, default, help) and writes JSON Schemas that
 `ftschema import-training-args --check` compares against in CI.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -30,6 +32,9 @@ __all__ = [
 ]
 
 SCHEMA_ID = "https://ftconfig.dev/schema/training_args.schema.json"
+DPO_SCHEMA_ID = "https://ftconfig.dev/schema/dpo_training_args.schema.json"
+SCHEMA_FILE = "training_args.schema.json"
+DPO_SCHEMA_FILE = "dpo_training_args.schema.json"
 
 # The batch split is ftconfig's job (batchsize_conf); these would contradict it.
 BATCH_FIELDS = {
@@ -77,6 +82,56 @@ LEGACY_FIELDS = {
 # Fields that hold secrets, marked in the schema (`x-ftconfig-secret`) so that nothing ftconfig writes or logs
 # carries them ("value": the whole value is a secret).
 SECRET_FIELDS = {"hub_token": "value"}
+
+# DPOConfig fields that ftconfig sets from another section, or that have no meaning when ftconfig prepares the data
+# and builds the models itself.
+DPO_OWNED_ELSEWHERE = {
+    "model_init_kwargs": "set run_conf.model_args instead (ftconfig loads the model and its reference itself)",
+    "trust_remote_code": "set run_conf.model_args.trust_remote_code instead",
+    "dataset_num_proc": "ftconfig prepares the data itself: use ftrun --num-preprocess-workers instead",
+    "pad_token": "deprecated in TRL: the pad token comes from data_conf.missing_pad_token_strategy",
+}
+
+# Keys that DPO configs written for TRL before 1.0 use, with what to write now. Only those the installed TRL
+# really lacks end up in the schema.
+DPO_LEGACY_FIELDS = {
+    "max_prompt_length": "removed in TRL 1: write max_length instead (it bounds prompt + answer; with "
+    "truncation_mode keep_start the prompt is kept and the answer cut)",
+    "max_completion_length": "removed in TRL 1: write max_length instead (it bounds prompt + answer together)",
+    "max_target_length": "removed in TRL 1: write max_length instead (it bounds prompt + answer together)",
+    "reference_free": "removed in TRL 1: the reference is always used; for a reference-free objective write "
+    "loss_type: [apo_zero] or a SimPO-style loss_type instead, else delete the key",
+    "rpo_alpha": "removed in TRL 1: write loss_type: [sigmoid, sft] and loss_weights: [1.0, ALPHA] instead",
+    "generate_during_eval": "removed in TRL 1: delete the key",
+    "is_encoder_decoder": "removed in TRL 1: only causal language models are trained; delete the key",
+    "label_pad_token_id": "removed in TRL 1: answers are masked by the collator; delete the key",
+    "padding_value": "removed in TRL 1: padding uses the tokenizer's pad token "
+    "(data_conf.missing_pad_token_strategy); delete the key",
+    "ref_model_init_kwargs": "removed in TRL 1: ftconfig builds the reference from the policy (a frozen copy, "
+    "or the base with the adapter disabled); delete the key",
+    "model_adapter_name": "removed in TRL 1: delete the key",
+    "ref_adapter_name": "removed in TRL 1: the reference of an adapter run is its base with the adapter "
+    "disabled; delete the key",
+    "force_use_ref_model": "removed in TRL 1: delete the key",
+    "use_logits_to_keep": "removed in TRL 1: delete the key",
+    "use_liger_loss": "removed in TRL 1: write use_liger_kernel instead",
+    "base_model_attribute_name": "removed in TRL 1: delete the key",
+    "tools": "removed in TRL 1: delete the key",
+}
+
+# The seed system's defaults where it chose one (TRL's own max_length is 1024).
+DPO_DEFAULTS = {"max_length": 2048}
+
+_DPO_ONLY_HINT = (
+    "It is a DPO setting (TRL's DPOConfig), but this config's method is sft: set method: dpo to train with DPO, "
+    "or delete the key"
+)
+
+# DPO keys that SFT configs reach for, with what SFT uses.
+_SFT_HINTS = {
+    "max_length": "max_length is DPO's sequence limit, but this config's method is sft: write "
+    "sft_args.max_seq_length instead, or set method: dpo",
+}
 
 # Upstream defaults that depend on the environment get a stable one here, said in the description.
 DESCRIPTION_NOTES = {
@@ -178,27 +233,31 @@ def _property(field: dataclasses.Field[Any]) -> dict[str, Any]:
     return prop
 
 
-def build_training_args_schema() -> dict[str, Any]:
-    """Return the training_args schema for the installed transformers (imports transformers: slow)."""
-    import transformers
-    from transformers import TrainingArguments
+def _fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [field for field in dataclasses.fields(cls) if field.init and not field.name.startswith("_")]
 
-    properties: dict[str, Any] = {}
-    for field in dataclasses.fields(TrainingArguments):
-        if not field.init or field.name.startswith("_") or field.name in BATCH_FIELDS | OWNED_ELSEWHERE:
-            continue
-        properties[field.name] = _property(field)
-    forbidden = BATCH_FIELDS | OWNED_ELSEWHERE
-    forbidden.update({key: why for key, why in LEGACY_FIELDS.items() if key not in properties})
+
+def _loss_type_property(prop: dict[str, Any]) -> dict[str, Any]:
+    """`loss_type` is a list of names; TRL also takes one name. The names are those its help text lists."""
+    text = prop["description"]
+    listed = text.split("Possible values are:", 1)[-1].split(".", 1)[0]
+    names = re.findall(r"`'([a-z_]+)'`", listed)
+    item: dict[str, Any] = {"type": "string", "enum": names} if names else {"type": "string"}
+    return {
+        "anyOf": [item, {"type": "array", "items": item, "minItems": 1}],
+        "default": prop["default"],
+        "description": text,
+    }
+
+
+def _schema(
+    *, schema_id: str, title: str, description: str, properties: dict[str, Any], forbidden: dict[str, str]
+) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "SilogenTrainingArguments",
-        "description": (
-            "HuggingFace TrainingArguments as config, with ftconfig conventions. Generated from transformers "
-            f"{transformers.__version__} by `ftschema import-training-args`; do not edit by hand. The batch-size "
-            "fields are not allowed here: batchsize_conf sets them."
-        ),
+        "$id": schema_id,
+        "title": title,
+        "description": description,
         "type": "object",
         "properties": properties,
         "additionalProperties": False,
@@ -206,13 +265,100 @@ def build_training_args_schema() -> dict[str, Any]:
     }
 
 
+def _dpo_only_fields() -> list[str]:
+    from transformers import TrainingArguments
+    from trl import DPOConfig
+
+    base = {field.name for field in _fields(TrainingArguments)}
+    return [field.name for field in _fields(DPOConfig) if field.name not in base]
+
+
+def build_training_args_schema() -> dict[str, Any]:
+    """Return the SFT training_args schema for the installed transformers (imports transformers: slow)."""
+    import transformers
+    from transformers import TrainingArguments
+
+    properties: dict[str, Any] = {}
+    for field in _fields(TrainingArguments):
+        if field.name in BATCH_FIELDS | OWNED_ELSEWHERE:
+            continue
+        properties[field.name] = _property(field)
+    forbidden = BATCH_FIELDS | OWNED_ELSEWHERE
+    forbidden.update({key: why for key, why in LEGACY_FIELDS.items() if key not in properties})
+    dpo_only = [*_dpo_only_fields(), *DPO_LEGACY_FIELDS]
+    for key in dpo_only:
+        if key not in properties:
+            forbidden[key] = DPO_OWNED_ELSEWHERE.get(key) or _SFT_HINTS.get(key, _DPO_ONLY_HINT)
+    return _schema(
+        schema_id=SCHEMA_ID,
+        title="SilogenTrainingArguments",
+        description=(
+            "HuggingFace TrainingArguments as config, with ftconfig conventions. Generated from transformers "
+            f"{transformers.__version__} by `ftschema import-training-args`; do not edit by hand. The batch-size "
+            "fields are not allowed here: batchsize_conf sets them."
+        ),
+        properties=properties,
+        forbidden=forbidden,
+    )
+
+
+def build_dpo_training_args_schema() -> dict[str, Any]:
+    """Return the DPO training_args schema: TRL's DPOConfig, i.e. TrainingArguments plus the DPO fields."""
+    import transformers
+    import trl
+    from trl import DPOConfig
+
+    skipped = BATCH_FIELDS | OWNED_ELSEWHERE | DPO_OWNED_ELSEWHERE
+    properties: dict[str, Any] = {}
+    for field in _fields(DPOConfig):
+        if field.name in skipped:
+            continue
+        prop = _property(field)
+        if field.name in DPO_DEFAULTS:
+            prop["default"] = DPO_DEFAULTS[field.name]
+            prop["description"] += (
+                f" ftconfig's default is {DPO_DEFAULTS[field.name]} (TRL's is {field.default})."
+            )
+            prop.pop("nullable", None)
+        if field.name == "loss_type":
+            prop = _loss_type_property(prop)
+        properties[field.name] = prop
+    forbidden = dict(skipped)
+    legacy = LEGACY_FIELDS | DPO_LEGACY_FIELDS
+    forbidden.update({key: why for key, why in legacy.items() if key not in properties})
+    return _schema(
+        schema_id=DPO_SCHEMA_ID,
+        title="SilogenDPOConfig",
+        description=(
+            "TRL's DPOConfig as config (the transformers TrainingArguments plus the DPO fields), with ftconfig "
+            f"conventions. Generated from TRL {trl.__version__} and transformers {transformers.__version__} by "
+            "`ftschema import-training-args`; do not edit by hand. The batch-size fields are not allowed here: "
+            "batchsize_conf sets them."
+        ),
+        properties=properties,
+        forbidden=forbidden,
+    )
+
+
+def _render(schema: dict[str, Any]) -> str:
+    """A schema file's exact text (stable key order, trailing newline)."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
 def render_training_args_schema() -> str:
-    """The schema file's exact text (stable key order, trailing newline)."""
-    return json.dumps(build_training_args_schema(), indent=2, ensure_ascii=False) + "\n"
+    return _render(build_training_args_schema())
+
+
+def render_dpo_training_args_schema() -> str:
+    return _render(build_dpo_training_args_schema())
 
 
 def import_training_args(schema_dir: Path, *, check: bool) -> bool:
-    """Write (or, with check, compare) the training_args schema; return True when the file is up to date."""
-    return write_or_check(
-        schema_dir / "training_args.schema.json", render_training_args_schema(), check=check
-    )
+    """Write (or, with check, compare) both training_args schemas; return True when both files are up to date."""
+    fresh = True
+    for name, render in (
+        (SCHEMA_FILE, render_training_args_schema),
+        (DPO_SCHEMA_FILE, render_dpo_training_args_schema),
+    ):
+        fresh = write_or_check(schema_dir / name, render(), check=check) and fresh
+    return fresh

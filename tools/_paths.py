@@ -23,6 +23,6 @@ GENERATED_DIR = Path(ftconfig.generated.__file__).resolve().parent
 REPO_ROOT = SCHEMA_DIR.parent
 DOCS_DIR = REPO_ROOT / "docs"
 EXAMPLES_DIR = REPO_ROOT / "examples"
-ROOT_SCHEMA = SCHEMA_DIR / "finetuning.schema.json"
+ROOT_SCHEMA = SCHEMA_DIR / "experiment.schema.json"
 STRUCTS_FILE = GENERATED_DIR / "config.py"
 BUNDLE_FILE = GENERATED_DIR / "ftconfig.schema.json"

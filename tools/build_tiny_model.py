@@ -1,4 +1,5 @@
-"""Build the tiny Llama model, tokenizer and chat datasets that tests and the quickstart use, offline.
+"""Build the tiny Llama model, tokenizer, chat datasets and preference dataset that tests and the quickstart use,
+offline.
 
 Nothing can be downloaded here, so the project makes its own: a byte-level BPE tokenizer trained on the bundled
 chat data (BOS/EOS/UNK, deliberately no pad token, so the missing-pad-token strategies matter), and a randomly
@@ -29,6 +30,8 @@ __all__ = [
     "main",
     "make_conversation",
     "make_datasets",
+    "make_preference",
+    "tiny_dpo_document",
     "tiny_run_document",
 ]
 
@@ -68,6 +71,7 @@ CAPITALS = {
     "Cuba": "Havana",
     "Iceland": "Reykjavik",
 }
+PREFERENCE_ROWS = 160
 COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple", "brown", "grey"]
 
 
@@ -96,6 +100,41 @@ def make_conversation(rng: random.Random) -> dict[str, Any]:
         question, answer = _exchange(rng)
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     return {"messages": messages}
+
+
+def _preference_pair(rng: random.Random) -> tuple[str, str, str]:
+    """A question, its right answer (chosen) and a wrong one of the same form (rejected): a learnable rule."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        a, b = rng.randrange(1, 50), rng.randrange(1, 50)
+        wrong = a + b + rng.choice([-3, -2, -1, 1, 2, 3])
+        return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {wrong}."
+    if kind == 1:
+        country, other = rng.sample(sorted(CAPITALS), 2)
+        question = f"What is the capital of {country}?"
+        return (
+            question,
+            f"The capital of {country} is {CAPITALS[country]}.",
+            f"The capital of {country} is {CAPITALS[other]}.",
+        )
+    words = rng.sample(COLOURS, rng.randrange(3, 6))
+    return "Reverse the words: " + " ".join(words), " ".join(reversed(words)), " ".join(words)
+
+
+def make_preference(rng: random.Random) -> dict[str, Any]:
+    """One DPO row: {"prompt_messages", "chosen_messages", "rejected_messages"} (+ an id)."""
+    question, chosen, rejected = _preference_pair(rng)
+    prompt = [{"role": "system", "content": SYSTEM_PROMPT}] if rng.random() < 0.5 else []
+    prompt.append({"role": "user", "content": question})
+    return {
+        "prompt_messages": prompt,
+        "chosen_messages": [{"role": "assistant", "content": chosen}],
+        "rejected_messages": [{"role": "assistant", "content": rejected}],
+    }
+
+
+def make_preferences(rng: random.Random, count: int = PREFERENCE_ROWS) -> list[dict[str, Any]]:
+    return [{"id": f"pref-{index}", **make_preference(rng)} for index in range(count)]
 
 
 def make_datasets(rng: random.Random) -> dict[str, list[dict[str, Any]]]:
@@ -182,17 +221,35 @@ def build_model(tokenizer: Any) -> Any:
 
 
 def build(out: Path) -> None:
-    """Write out/data/*.jsonl and out/tiny-llama/ (model + tokenizer)."""
+    """Write out/data/*.jsonl (chats and preferences.jsonl) and out/tiny-llama/ (model + tokenizer)."""
     rng = random.Random(SEED)
     datasets = make_datasets(rng)
     (out / "data").mkdir(parents=True, exist_ok=True)
     for name, rows in datasets.items():
         _write_jsonl(out / "data" / name, rows)
+    # Its own seed, after the chat data: the tokenizer and model do not depend on the preference rows.
+    _write_jsonl(out / "data" / "preferences.jsonl", make_preferences(random.Random(SEED + 1)))
     tokenizer = build_tokenizer(_training_texts(datasets))
     model = build_model(tokenizer)
     target = out / "tiny-llama"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+
+
+def tiny_dpo_document(output_dir: Path, examples: Path, **sections: Any) -> dict[str, Any]:
+    """The tiny run config as a DPO run on data/preferences.jsonl (no sft_args; `sections` as for the SFT one)."""
+    document = tiny_run_document(output_dir, examples)
+    del document["sft_args"]
+    document["method"] = "dpo"
+    document["data_conf"]["training_data"]["datasets"] = [{"path": str(examples / "data/preferences.jsonl")}]
+    document["training_args"].update(learning_rate=5e-3, max_length=256, gradient_checkpointing=False)
+    for section, values in sections.items():
+        merge = section in ("data_conf", "training_args", "batchsize_conf", "run_conf")
+        if merge and isinstance(document.get(section), dict):
+            document[section] = {**document[section], **values}
+        else:
+            document[section] = values
+    return document
 
 
 def tiny_run_document(output_dir: Path, examples: Path, **sections: Any) -> dict[str, Any]:

@@ -19,7 +19,11 @@ from ftconfig.runtime.config._schema import config_validator
 from ftconfig.runtime.config._schema_errors import describe_errors
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from typing import TypeAlias
+
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
+
+    ExperimentConfig: TypeAlias = FinetuningConfig | DPOFinetuningConfig
 
 __all__ = [
     "apply_set_overrides",
@@ -206,17 +210,21 @@ def _integral_floats_as_ints(value: Any) -> Any:
     return value
 
 
-def convert_document(document: dict[str, Any]) -> FinetuningConfig:
+def convert_document(document: dict[str, Any]) -> ExperimentConfig:
     """Convert JSON data that the schema accepted into the structs (raises msgspec.ValidationError otherwise).
 
-    Strict mode, so no string is read as a number or boolean: the structs accept exactly what the schema does.
+    `method` picks the struct: dpo is a DPOFinetuningConfig, sft or no method a FinetuningConfig (msgspec's tagged
+    unions need the tag in every document, and an SFT config may leave `method` out). Strict mode, so no string is
+    read as a number or boolean: the structs accept exactly what the schema does.
     """
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 
-    return msgspec.convert(_integral_floats_as_ints(document), FinetuningConfig, strict=True)
+    is_dpo = isinstance(document, dict) and document.get("method") == "dpo"
+    kind = DPOFinetuningConfig if is_dpo else FinetuningConfig
+    return msgspec.convert(_integral_floats_as_ints(document), kind, strict=True)
 
 
-def load_config(document: dict[str, Any]) -> FinetuningConfig:
+def load_config(document: dict[str, Any]) -> ExperimentConfig:
     """Validate a parsed document and convert it into the generated structs (defaults filled in)."""
     data = to_json_data(document)
     validate_document(data)
@@ -229,7 +237,7 @@ def load_config(document: dict[str, Any]) -> FinetuningConfig:
         ) from exc
 
 
-def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> FinetuningConfig:
+def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> ExperimentConfig:
     """Read, override, validate and convert a config file: the one way every caller loads a config."""
     document = apply_set_overrides(read_document(path), sets)
     try:

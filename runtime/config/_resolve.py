@@ -19,11 +19,12 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._report_to import adjust_report_to
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 
 __all__ = [
     "DEFAULT_OUTPUT_DIR",
     "ResolvedRun",
+    "build_dpo_config",
     "build_sft_config",
     "gradient_checkpointing_requested",
     "resolve_learning_rate",
@@ -77,7 +78,7 @@ def split_batch(total: int, max_per_device: int, world_size: int) -> tuple[int, 
     return per_device, accumulation
 
 
-def resolve_learning_rate(config: FinetuningConfig) -> float:
+def resolve_learning_rate(config: FinetuningConfig | DPOFinetuningConfig) -> float:
     """training_args.learning_rate x lr_multiplier, then scaled by sqrt or linear total batch size."""
     overrides = config.overrides
     learning_rate = config.training_args.learning_rate * overrides.lr_multiplier
@@ -89,17 +90,17 @@ def resolve_learning_rate(config: FinetuningConfig) -> float:
     return learning_rate
 
 
-def gradient_checkpointing_requested(config: FinetuningConfig) -> bool:
+def gradient_checkpointing_requested(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
     args = config.training_args
     return bool(args.activation_checkpointing or args.gradient_checkpointing)
 
 
-def resolve_output_dir(config: FinetuningConfig) -> str:
+def resolve_output_dir(config: FinetuningConfig | DPOFinetuningConfig) -> str:
     """training_args.output_dir, else $CHECKPOINTS_PATH (the helm convention), else ./checkpoints."""
     return config.training_args.output_dir or os.environ.get("CHECKPOINTS_PATH") or DEFAULT_OUTPUT_DIR
 
 
-def resolve_run(config: FinetuningConfig, *, world_size: int) -> ResolvedRun:
+def resolve_run(config: FinetuningConfig | DPOFinetuningConfig, *, world_size: int) -> ResolvedRun:
     """Every derived value of a run, for a given number of processes."""
     batch = config.batchsize_conf
     per_device, accumulation = split_batch(
@@ -149,10 +150,10 @@ def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> 
     }
 
 
-def training_arguments_kwargs(
-    config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+def _resolved_training_kwargs(
+    config: FinetuningConfig | DPOFinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool
 ) -> dict[str, Any]:
-    """Keyword arguments for TRL's SFTConfig: the user's training_args with the resolved values written in.
+    """The user's training_args with the resolved values written in (shared by SFT and DPO).
 
     Every training_args value is passed explicitly, so TRL's own differing defaults (bf16 and gradient
     checkpointing on, learning rate 2e-5) never switch on behind the user's back.
@@ -172,10 +173,20 @@ def training_arguments_kwargs(
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
+    )
+    return kwargs
+
+
+def training_arguments_kwargs(
+    config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for TRL's SFTConfig: the resolved training_args plus ftconfig's data settings."""
+    kwargs = _resolved_training_kwargs(config, resolved, report_mlflow=report_mlflow)
+    kwargs.update(
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.
         max_length=config.sft_args.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},
-        # sft_args.packing is done by ftconfig too (runtime/_collator.py: packs of prepared examples, our
+        # sft_args.packing is done by ftconfig too (runtime/data/_collator.py: packs of prepared examples, our
         # collator). TRL's packing would insist on its own collator and preparation, so it stays off.
         packing=False,
         padding_free=False,
@@ -183,20 +194,46 @@ def training_arguments_kwargs(
     return kwargs
 
 
-def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
-    """TRL SFTConfig for the run (imports TRL: training path only)."""
-    import torch
-    from trl import SFTConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
+def _cpu_fallback(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """use_cpu when there is no accelerator (imports torch: training path only).
 
-    kwargs = training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
+    Without it, transformers still trains on the CPU but sets up no process group, so every process of a torchrun
+    job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
+    """
+    import torch
+
     if not kwargs["use_cpu"] and not torch.accelerator.is_available():
-        # Without it, transformers still trains on the CPU but sets up no process group, so every process of a
-        # torchrun job would train alone. use_cpu=True makes accelerate use gloo across CPU processes.
         kwargs["use_cpu"] = True
         kwargs["dataloader_pin_memory"] = False  # nothing to pin for; avoids torch's warning on every epoch
+    return kwargs
+
+
+def _construct_training_config(config_class: Any, kwargs: dict[str, Any]) -> Any:
+    """TRL's config from our kwargs; transformers' and TRL's rejections of contradictory arguments (ValueError)
+    become config errors with their whole message."""
     try:
-        return SFTConfig(**kwargs)
+        return config_class(**_cpu_fallback(kwargs))
     except ValueError as exc:  # how transformers and TRL reject contradictory training arguments
         raise ConfigError(
             ErrorItem("$.training_args", " ".join(str(exc).split()) or type(exc).__name__)
         ) from exc
+
+
+def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:
+    """TRL SFTConfig for the run (imports TRL: training path only)."""
+    from trl import SFTConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
+
+    return _construct_training_config(
+        SFTConfig, training_arguments_kwargs(config, resolved, report_mlflow=report_mlflow)
+    )
+
+
+def build_dpo_config(
+    config: DPOFinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False
+) -> Any:
+    """TRL DPOConfig for the run: the DPO fields (beta, loss_type, max_length, ...) pass through as written."""
+    from trl import DPOConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
+
+    return _construct_training_config(
+        DPOConfig, _resolved_training_kwargs(config, resolved, report_mlflow=report_mlflow)
+    )

@@ -12,6 +12,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 __all__ = [
+    "METHOD_SCHEMA_NAMES",
     "ROOT_SCHEMA_NAME",
     "SECRET_KEYWORD",
     "check_schemas",
@@ -22,7 +23,9 @@ __all__ = [
     "secret_properties",
 ]
 
-ROOT_SCHEMA_NAME = "finetuning.schema.json"
+ROOT_SCHEMA_NAME = "experiment.schema.json"
+# The document each training method is validated against; the root chooses one by the top-level `method`.
+METHOD_SCHEMA_NAMES = {"sft": "finetuning.schema.json", "dpo": "dpo.schema.json"}
 # Our annotation keyword on a property that holds a secret: "value" (the whole value is a secret) or "uri" (a
 # URI whose user:password@ and token-like query parameters are secrets). Validators ignore it.
 SECRET_KEYWORD = "x-ftconfig-secret"
@@ -65,7 +68,8 @@ def config_validator() -> Draft202012Validator:
 def secret_properties() -> dict[tuple[str, ...], str]:
     """Every config path (keys from the top) whose property the schema marks with SECRET_KEYWORD, and its mark.
 
-    Follows properties, `$ref`s and `anyOf`/`oneOf`/`allOf` branches from the root schema.
+    Follows properties, `$ref`s, `anyOf`/`oneOf`/`allOf` and `if`/`then`/`else` branches from the root schema
+    (the root chooses the method's document with if/then/else).
     """
     found: dict[tuple[str, ...], str] = {}
     seen: set[tuple[int, tuple[str, ...]]] = set()
@@ -84,6 +88,8 @@ def secret_properties() -> dict[tuple[str, ...], str]:
         for keyword in ("anyOf", "oneOf", "allOf"):
             for branch in node.get(keyword, []):
                 walk(branch, resolver, path)
+        for keyword in ("if", "then", "else"):
+            walk(node.get(keyword), resolver, path)
 
     root = root_schema()
     walk(root, schema_registry().resolver(base_uri=root["$id"]), ())

@@ -7,9 +7,14 @@ from typing import Any
 
 import msgspec
 
-from ftconfig.generated.config import BnBQuantizationConfig, NoQuantizationConfig
+from ftconfig.generated.config import (
+    BnBQuantizationConfig,
+    DPOFinetuningConfig,
+    FinetuningConfig,
+    NoQuantizationConfig,
+)
 
-__all__ = ["is_quantized", "literal_values", "variant_tag"]
+__all__ = ["is_dpo", "is_quantized", "literal_values", "variant_tag"]
 
 
 def variant_tag(value: msgspec.Struct) -> Any:
@@ -29,3 +34,8 @@ def literal_values(alias: Any) -> tuple[str, ...]:
 def is_quantized(quant_conf: BnBQuantizationConfig | NoQuantizationConfig) -> bool:
     """Whether the base model loads quantized (a bitsandbytes quant_conf)."""
     return isinstance(quant_conf, BnBQuantizationConfig)
+
+
+def is_dpo(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
+    """Whether the config trains with DPO (method: dpo) rather than SFT."""
+    return isinstance(config, DPOFinetuningConfig)

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ _CODE_MODULES = (
     "ftconfig.runtime.data._prepare",
     "ftconfig.runtime.data._encode",
     "ftconfig.runtime.data._cache",
+    "ftconfig.runtime.data._preference",
 )
 _META = "meta.json"
 _COLUMNS = {"input_ids", "labels", "length"}
@@ -120,7 +121,9 @@ def store_prepared(
         raise
 
 
-def load_prepared(cache_dir: Path, key: str) -> tuple[dict[str, datasets.Dataset], dict[str, Any]] | None:
+def load_prepared(
+    cache_dir: Path, key: str, columns: Collection[str] = _COLUMNS
+) -> tuple[dict[str, datasets.Dataset], dict[str, Any]] | None:
     """The stored splits and metadata, or None on a miss; a corrupt entry is removed so it gets rebuilt."""
     entry = cache_dir / key
     if not entry.is_dir():
@@ -131,7 +134,7 @@ def load_prepared(cache_dir: Path, key: str) -> tuple[dict[str, datasets.Dataset
             raise ValueError(f"version {record['version']}")
         splits = {name: datasets.load_from_disk(str(entry / name)) for name in record["splits"]}
         for name, split in splits.items():
-            if not isinstance(split, datasets.Dataset) or not set(split.column_names) >= _COLUMNS:
+            if not isinstance(split, datasets.Dataset) or not set(split.column_names) >= set(columns):
                 raise ValueError(f"split {name} lacks the prepared columns")
         return splits, record["meta"]
     except Exception as exc:  # any damage (missing, truncated, foreign files) means: rebuild

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +35,7 @@ from ftconfig.runtime.data._records import Conversation, read_conversations, rea
 if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
-__all__ = ["PreparedData", "prepare_data"]
+__all__ = ["PreparedData", "RowPlan", "plan_rows", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class _Sources:
     names: list[str]
     offsets: np.ndarray
     sizes: np.ndarray
-    conversations: list[Conversation]
+    conversations: list[Any]  # Conversation rows for SFT, PreferenceRow for DPO
 
     def ids(self, path: str) -> np.ndarray:
         index = self.names.index(path)
@@ -173,14 +174,14 @@ def _read_files(entries: list[_Entry]) -> dict[str, bytes]:
     return raw
 
 
-def _parse_files(raw: dict[str, bytes]) -> _Sources:
-    """Decode every file, collecting the bad rows of all files into one DataError."""
-    conversations: list[Conversation] = []
+def _parse_files(raw: dict[str, bytes], reader: Callable[..., list[Any]] = read_conversations) -> _Sources:
+    """Decode every file with `reader`, collecting the bad rows of all files into one DataError."""
+    conversations: list[Any] = []
     sizes: list[int] = []
     problems: list[ErrorItem] = []
     for path, content in raw.items():
         try:
-            rows = read_conversations(content, name=path)
+            rows = reader(content, name=path)
         except DataError as exc:
             problems += exc.items
             rows = []
@@ -215,13 +216,50 @@ def _prepare(
         fingerprint=key,
     )
     lengths = _column(encoded, "length")
+    plan = plan_rows(data_conf, training, validation, sources, lengths, max_length=max_length)
+    return PreparedData(
+        train=_select(encoded, plan.train_ids),
+        validation=None if plan.validation_ids is None else _select(encoded, plan.validation_ids),
+        dropped_train=plan.dropped_train,
+        dropped_validation=plan.dropped_validation,
+        train_tokens=int(lengths[plan.train_ids].sum()),
+        cache_hit=False,
+        source_counts=plan.source_counts,
+    )
 
+
+@dataclass(frozen=True)
+class RowPlan:
+    """Which source rows make up each split (in order), and what the length filter dropped."""
+
+    train_ids: np.ndarray
+    validation_ids: np.ndarray | None
+    dropped_train: int
+    dropped_validation: int
+    source_counts: dict[str, int]
+
+
+def plan_rows(
+    data_conf: Any,
+    training: list[_Entry],
+    validation: list[_Entry],
+    sources: _Sources,
+    lengths: np.ndarray,
+    *,
+    max_length: int | None,
+) -> RowPlan:
+    """Mix (concatenation or weighted), length-filter (unless max_length is None) and split the source rows.
+
+    Only indices move: SFT and DPO rows go through the same steps with the same semantics.
+    """
     training_data = data_conf.training_data
     if isinstance(training_data, WeightedMixDataInput):
         train_ids = _weighted_mix(training, sources, seed=int(training_data.seed))
     else:
         train_ids = np.concatenate([sources.ids(entry.path) for entry in training])
-    train_ids, dropped_train = _length_filter(train_ids, lengths, max_length, what="training")
+    dropped_train = 0
+    if max_length is not None:
+        train_ids, dropped_train = _length_filter(train_ids, lengths, max_length, what="training")
 
     validation_ids: np.ndarray | None = None
     dropped_validation = 0
@@ -232,9 +270,10 @@ def _prepare(
         )
     elif isinstance(validation_data, ConcatenationDataInput):
         validation_ids = np.concatenate([sources.ids(entry.path) for entry in validation])
-        validation_ids, dropped_validation = _length_filter(
-            validation_ids, lengths, max_length, what="validation"
-        )
+        if max_length is not None:
+            validation_ids, dropped_validation = _length_filter(
+                validation_ids, lengths, max_length, what="validation"
+            )
     else:
         assert isinstance(validation_data, NoneDataInput)
     if validation_ids is not None:
@@ -244,13 +283,11 @@ def _prepare(
     file_of = np.searchsorted(sources.offsets, train_ids, side="right") - 1
     counts = np.bincount(file_of, minlength=len(sources.names))
     used = {entry.path for entry in training}
-    return PreparedData(
-        train=_select(encoded, train_ids),
-        validation=None if validation_ids is None else _select(encoded, validation_ids),
+    return RowPlan(
+        train_ids=train_ids,
+        validation_ids=validation_ids,
         dropped_train=dropped_train,
         dropped_validation=dropped_validation,
-        train_tokens=int(lengths[train_ids].sum()),
-        cache_hit=False,
         source_counts={
             name: int(count) for name, count in zip(sources.names, counts, strict=True) if name in used
         },
@@ -359,6 +396,6 @@ def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
     return np.asarray(dataset.with_format("numpy", columns=[name])[:][name], dtype=np.int64)
 
 
-def _select(encoded: datasets.Dataset, ids: np.ndarray) -> datasets.Dataset:
+def _select(encoded: datasets.Dataset, ids: np.ndarray, columns: list[str] = _COLUMNS) -> datasets.Dataset:
     """Rows by source id; an indices mapping (no copy), which `save_to_disk` flattens when caching."""
-    return encoded.select(ids).select_columns(_COLUMNS)
+    return encoded.select(ids).select_columns(columns)

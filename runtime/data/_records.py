@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypedDict
+from typing import Annotated, TypedDict, TypeVar
 
 import msgspec
 
 from ftconfig.runtime.config._errors import DataError, ErrorItem
 
-__all__ = ["ChatMessage", "ChatRecord", "Conversation", "read_conversations", "read_file_bytes"]
+__all__ = [
+    "ChatMessage",
+    "ChatRecord",
+    "Conversation",
+    "RowProblem",
+    "read_conversations",
+    "read_file_bytes",
+    "read_rows",
+]
 
 # More bad rows than this are summarised as "... and N more", so a broken 50k-row file stays readable.
 MAX_REPORTED_ROWS = 20
@@ -31,6 +40,12 @@ class ChatRecord(msgspec.Struct):
 
 
 Conversation = list[ChatMessage]
+Row = TypeVar("Row")
+
+
+class RowProblem(ValueError):
+    """A row that decodes but breaks a rule of its format; the message says what is wrong, in words."""
+
 
 _ROW_DECODER = msgspec.json.Decoder(ChatRecord)
 _ARRAY_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
@@ -62,7 +77,13 @@ def read_file_bytes(path: Path, *, location: str, shown: str) -> bytes:
 
 
 def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
-    """Decode and check every row of one file; raise one DataError listing all bad rows (`name:line`).
+    """Decode and check every chat row of one file; raise one DataError listing all bad rows (`name:line`)."""
+    return read_rows(raw, name=name, decode=lambda text: _ROW_DECODER.decode(text).messages, shape=_ROW_SHAPE)
+
+
+def read_rows(raw: bytes, *, name: str, decode: Callable[[bytes], Row], shape: str) -> list[Row]:
+    """Decode and check every row of one file with `decode` (msgspec errors or RowProblem for a bad row); raise
+    one DataError listing all bad rows (`name:line`). `shape` says in words what a row looks like.
 
     A file whose first character is `[` and that parses as one JSON array is read as an array (rows are then
     located as `name[index]`); anything else is JSON Lines, blank lines skipped.
@@ -74,18 +95,18 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
     if rows is None:
         rows = [(f"{name}:{number}", line) for number, line in enumerate(raw.splitlines(), 1) if line.strip()]
     if not rows:
-        raise DataError(ErrorItem(name, "the file has no rows", f"Add rows: {_ROW_SHAPE}"))
-    conversations: list[Conversation] = []
+        raise DataError(ErrorItem(name, "the file has no rows", f"Add rows: {shape}"))
+    decoded: list[Row] = []
     problems: list[ErrorItem] = []
     bad_rows = 0
     for where, text in rows:
         try:
-            conversations.append(_ROW_DECODER.decode(text).messages)
+            decoded.append(decode(text))
             continue
-        except msgspec.DecodeError as exc:  # ValidationError is a subclass: wrong shape rather than bad JSON
+        except (msgspec.DecodeError, RowProblem) as exc:  # ValidationError: wrong shape rather than bad JSON
             bad_rows += 1
             if len(problems) < MAX_REPORTED_ROWS:
-                problems.append(ErrorItem(where, _row_message(text, exc)))
+                problems.append(ErrorItem(where, _row_message(text, exc, shape)))
     if bad_rows > len(problems):
         more = bad_rows - len(problems)
         problems.append(
@@ -93,7 +114,7 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
         )
     if problems:
         raise DataError(problems)
-    return conversations
+    return decoded
 
 
 def _array_rows(raw: bytes, *, name: str) -> list[tuple[str, bytes]] | None:
@@ -120,9 +141,11 @@ def _parses(line: bytes) -> bool:
     return True
 
 
-def _row_message(text: bytes, exc: msgspec.DecodeError) -> str:
+def _row_message(text: bytes, exc: msgspec.DecodeError | RowProblem, shape: str) -> str:
+    if isinstance(exc, RowProblem):
+        return str(exc)
     if isinstance(exc, msgspec.ValidationError):
-        return _validation_message(str(exc))
+        return _validation_message(str(exc), shape)
     return _syntax_message(text, exc)
 
 
@@ -148,13 +171,13 @@ def _error_line(text: bytes) -> int:
     return 1
 
 
-def _validation_message(text: str) -> str:
+def _validation_message(text: str, shape: str) -> str:
     """Turn msgspec's `Expected X, got Y - at $.path` into what is wrong with the row, in words."""
     match = _VALIDATION.match(text)
     what, at = (match["what"], match["at"] or "$") if match else (text, "$")
     field = "the row" if at == "$" else "`" + at.removeprefix("$.") + "`"
     if missing := _MISSING.match(what):
-        suffix = f"; {_ROW_SHAPE}" if at == "$" else ""
+        suffix = f"; {shape}" if at == "$" else ""
         return f"{field} has no `{missing['field']}` key{suffix}"
     if expected := _EXPECTED.match(what):
         if expected["length"]:
@@ -162,8 +185,8 @@ def _validation_message(text: str) -> str:
         got = _JSON_TYPES.get(expected["got"] or "", expected["got"])
         want = _JSON_TYPES.get(expected["want"], expected["want"])
         if at == "$":
-            return f"the row is {got}, not an object; {_ROW_SHAPE}"
-        if at == "$.messages":
-            return f"`messages` is {got}, not a list of messages; {_ROW_SHAPE}"
+            return f"the row is {got}, not an object; {shape}"
+        if at.endswith("messages"):
+            return f"{field} is {got}, not a list of messages; {shape}"
         return f"{field} is {got}, not {want}"
-    return f"{text}; {_ROW_SHAPE}"
+    return f"{text}; {shape}"

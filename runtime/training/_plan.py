@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime.config._structs import variant_tag
+from ftconfig.runtime.config._structs import is_dpo, variant_tag
 
 if TYPE_CHECKING:
     from ftconfig.runtime.training._run import PreparedRun
@@ -19,7 +19,9 @@ def optimizer_steps(run: PreparedRun) -> int:
     if resolved.max_steps > 0:
         return resolved.max_steps
     rows = len(run.data.train)
-    if run.config.sft_args.packing:  # a batch then holds packs of examples, as the run will build them
+    if (
+        not is_dpo(run.config) and run.config.sft_args.packing
+    ):  # a batch then holds packs of examples, as the run will build them
         from ftconfig.runtime.data._collator import pack_examples
 
         lengths = run.data.train.with_format("numpy", columns=["length"])[:]["length"]
@@ -29,10 +31,29 @@ def optimizer_steps(run: PreparedRun) -> int:
     return math.ceil(resolved.num_train_epochs * steps_per_epoch)
 
 
+def first_preference(run: PreparedRun) -> dict[str, str]:
+    """The first preference row rendered (special tokens kept): prompt, chosen and rejected answer; `text` is
+    prompt + chosen and `trained_text` the chosen answer (the part DPO scores), as for SFT examples."""
+    row = run.data.train[0]
+
+    def decode(ids: list[int]) -> str:
+        return str(run.tokenizer.decode(ids, skip_special_tokens=False))
+
+    return {
+        "prompt": decode(row["prompt_ids"]),
+        "chosen": decode(row["chosen_ids"]),
+        "rejected": decode(row["rejected_ids"]),
+        "text": decode(row["prompt_ids"] + row["chosen_ids"]),
+        "trained_text": decode(row["chosen_ids"]),
+    }
+
+
 def first_example(run: PreparedRun) -> dict[str, str]:
     """The first training example as rendered text (special tokens kept) and the part that is trained."""
     from ftconfig.runtime.data._encode import trained_text
 
+    if is_dpo(run.config):
+        return first_preference(run)
     row = run.data.train[0]
     return {
         "text": run.tokenizer.decode(row["input_ids"], skip_special_tokens=False),
@@ -42,6 +63,12 @@ def first_example(run: PreparedRun) -> dict[str, str]:
 
 def marked_example(run: PreparedRun, *, start: str = "«", end: str = "»") -> str:
     """The first example with every trained span wrapped in markers, for the human-readable plan."""
+    if is_dpo(run.config):
+        pair = first_preference(run)
+        return (
+            f"chosen:   {pair['prompt']}{start}{pair['chosen']}{end}\n"
+            f"rejected: {pair['prompt']}{start}{pair['rejected']}{end}"
+        )
     row = run.data.train[0]
     pieces, current, trained = [], [], None
     for token, label in zip(row["input_ids"], row["labels"], strict=True):
@@ -83,6 +110,7 @@ def build_plan(run: PreparedRun) -> dict[str, Any]:
     resolved, data, config = run.resolved, run.data, run.config
     trained, saved = training_and_saving(run)
     return {
+        "method": config.method,
         "world_size": resolved.world_size,
         "per_device_train_batch_size": resolved.per_device_train_batch_size,
         "gradient_accumulation_steps": resolved.gradient_accumulation_steps,
@@ -122,5 +150,10 @@ def render_plan(run: PreparedRun, plan: dict[str, Any]) -> str:
             lines += [f"  {(key if i == 0 else '').ljust(width)}  {item}" for i, item in enumerate(value)]
         else:
             lines.append(f"  {key.ljust(width)}  {value}")
-    lines += ["", "first training example (trained part between « »):", marked_example(run)]
+    what = (
+        "first preference pair (the answers DPO scores between « »)"
+        if is_dpo(run.config)
+        else "first training example (trained part between « »)"
+    )
+    lines += ["", f"{what}:", marked_example(run)]
     return "\n".join(lines)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ftconfig.generated.config import NoPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
-from ftconfig.runtime.config._resolve import ResolvedRun, build_sft_config, resolve_run
+from ftconfig.runtime.config._resolve import ResolvedRun, build_dpo_config, build_sft_config, resolve_run
 from ftconfig.runtime.config._secrets import detach_hub_token
-from ftconfig.runtime.config._structs import is_quantized, variant_tag
+from ftconfig.runtime.config._structs import is_dpo, is_quantized, variant_tag
 from ftconfig.runtime.tracking._mlflow import check_tracking_server, start_tracking, tracked_run
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
@@ -41,7 +41,7 @@ from ftconfig.runtime.training._output import (
 )
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
     from ftconfig.runtime.data._prepare import PreparedData
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
     from ftconfig.runtime.tracking._plan import TrackingPlan
@@ -75,10 +75,10 @@ class RunOptions:
 class PreparedRun:
     """A run checked and ready except for the model weights."""
 
-    config: FinetuningConfig
+    config: FinetuningConfig | DPOFinetuningConfig
     resolved: ResolvedRun
     resume: str | bool
-    sft_config: Any
+    sft_config: Any  # the trainer's arguments: TRL SFTConfig, or DPOConfig for method dpo
     tokenizer: Any
     setup: TokenizerSetup
     data: PreparedData
@@ -101,7 +101,7 @@ class RunResult:
     weights_sha256: str
 
 
-def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
+def train(config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
     world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
@@ -113,7 +113,9 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
         return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
 
 
-def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
+def prepare_run(
+    config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions, *, world_size: int
+) -> PreparedRun:
     """Resolve and preflight a run, load the tokenizer and prepare the data; loads no weights."""
     # The cheap checks first, before the heavy libraries are even imported.
     resolved = resolve_run(config, world_size=world_size)
@@ -137,6 +139,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         check_tracking_server(tracking)
 
     from ftconfig.runtime.data._cache import default_cache_dir
+    from ftconfig.runtime.data._preference import prepare_preferences
     from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
@@ -152,7 +155,10 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_model_reference(config.run_conf)
     # Only the main process reports to MLflow: one run per job.
     report_mlflow = tracking is not None and process_world()[1] == 0
-    sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
+    if is_dpo(config):
+        sft_config = build_dpo_config(config, resolved, report_mlflow=report_mlflow)
+    else:
+        sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
@@ -163,14 +169,15 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         setup.new_token_ids,
     )
     check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
-    if config.sft_args.train_on_completions_only:
+    if not is_dpo(config) and config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
     # the process group first: before that, TrainingArguments reports world_size 1 and would not wait.
     _ = sft_config.device
+    prepare = prepare_preferences if is_dpo(config) else prepare_data
     with sft_config.main_process_first(desc="data preparation"):
-        data = prepare_data(
-            config,
+        data = prepare(
+            config,  # type: ignore[arg-type]  # the function matching the method
             tokenizer,
             setup,
             num_proc=options.num_preprocess_workers,
@@ -188,7 +195,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     )
 
 
-def _check_combinations(config: FinetuningConfig) -> None:
+def _check_combinations(config: FinetuningConfig | DPOFinetuningConfig) -> None:
     """Cross-section rules the schema cannot state because they need library facts."""
     if is_quantized(config.quant_conf) and isinstance(config.peft_conf, NoPeftConfig):
         raise ConfigError(
@@ -198,7 +205,7 @@ def _check_combinations(config: FinetuningConfig) -> None:
                 "Use an adapter (e.g. peft_type: LORA) or quant_conf: no-quantization.",
             )
         )
-    if config.sft_args.packing:
+    if not is_dpo(config) and config.sft_args.packing:
         _check_packing_attention(config.run_conf.model_args.attn_implementation)
     if writes_base_copy(config) and is_quantized(config.quant_conf):
         raise ConfigError(
@@ -212,9 +219,11 @@ def _check_combinations(config: FinetuningConfig) -> None:
         )
 
 
-def writes_base_copy(config: FinetuningConfig) -> bool:
+def writes_base_copy(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
     """Whether a run whose chat template adds tokens also saves a grown base-model copy: only with an adapter
     and only when sft_args.save_new_basemodel asks (a full-model run's checkpoints hold the grown embeddings)."""
+    if is_dpo(config):
+        return False  # DPO configs have no sft_args: the adapter carries the new rows
     return bool(config.sft_args.save_new_basemodel) and not isinstance(config.peft_conf, NoPeftConfig)
 
 
@@ -250,15 +259,29 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     train_dataset, eval_dataset, collator = _datasets_and_collator(run, model)
     limit = config.training_args.save_total_limit
     detach_hub_token(run.sft_config, os.environ)  # else pickled into every training_args.bin
-    trainer = SFTTrainer(
-        model=model,
-        args=run.sft_config,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=run.tokenizer,
-        data_collator=collator,
-        callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
-    )
+    callbacks = [NumberedCheckpointRotation(limit)] if limit else []
+    if is_dpo(config):
+        from ftconfig.runtime.training._dpo import build_dpo_trainer
+
+        trainer = build_dpo_trainer(
+            model,
+            args=run.sft_config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            tokenizer=run.tokenizer,
+            callbacks=callbacks,
+            uses_adapter=not isinstance(config.peft_conf, NoPeftConfig),
+        )
+    else:
+        trainer = SFTTrainer(
+            model=model,
+            args=run.sft_config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=run.tokenizer,
+            data_collator=collator,
+            callbacks=callbacks,
+        )
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
@@ -271,6 +294,10 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     try:
         trainer.save_model(str(partial_dir))
         if is_main:
+            if is_dpo(config):
+                from ftconfig.runtime.training._dpo import drop_reference_adapter
+
+                drop_reference_adapter(partial_dir)
             trainer.save_state()
             replace_directory(partial_dir, final_dir)
     except BaseException:  # Ctrl-C / SIGTERM included: what was written so far is useless
@@ -348,6 +375,8 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
     from ftconfig.runtime.data._collator import build_data_collator, build_packed_collator, pack_dataset
 
     data = run.data
+    if is_dpo(run.config):  # TRL's preference collator pads prompt + chosen / prompt + rejected itself
+        return data.train, data.validation, None
     if not run.config.sft_args.packing:
         return data.train, data.validation, build_data_collator(run.tokenizer, run.setup)
     layout = _check_packing_attention(getattr(model.config, "_attn_implementation", None))
