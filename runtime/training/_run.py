@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._resolve import ResolvedRun, resolve_run
+from ftconfig.runtime.model._hub import check_hub_references
 from ftconfig.runtime.tracking._mlflow import check_tracking_server
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
@@ -132,6 +133,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         overwrite=options.overwrite,
     )
     _check_combinations(config)
+    # A mistyped model path, or a Hub model with no Hub to get it from, fails now and in well under two seconds.
+    check_hub_references(config)
     # A bad or unreachable tracking server is found now, not after the data is prepared or the model trained.
     tracking = resolve_tracking(
         config,
