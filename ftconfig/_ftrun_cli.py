@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from ftconfig._cli_output import configure_output
 from ftconfig.runtime.config._errors import UserError
 
 
@@ -43,13 +44,6 @@ def _install_sigterm_handler() -> None:
         raise _Terminated()
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def _configure_logging(rank: int) -> None:
-    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several."""
-    prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
-    logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
-    logging.getLogger("ftconfig").setLevel(logging.INFO)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,7 +93,7 @@ def cli(
             "sets the number of processes of a real run",
             param_hint="--world-size",
         )
-    _configure_logging(rank)
+    configure_output(rank)
     config = load_config_file(config_path, sets)
     options = RunOptions(
         num_preprocess_workers=num_preprocess_workers,
@@ -118,6 +112,7 @@ def cli(
     from ftconfig.runtime.training._run import train
 
     _install_sigterm_handler()
+    started = time.monotonic()
     try:
         result = train(config, options)
     except KeyboardInterrupt as interrupt:
@@ -126,9 +121,13 @@ def cli(
             signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
         ) from None
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
+    # Equal on every rank of a correct multi-process run (tests compare them); not what a user reads last.
     click.echo(f"{prefix}: final weights sha256 {result.weights_sha256}", err=True)
     if rank == 0:
-        click.echo(f"ftrun: final checkpoint in {result.final_checkpoint}")
+        from ftconfig.runtime.training._summary import run_summary
+
+        for line in run_summary(result, time.monotonic() - started):
+            click.echo(line if line.startswith(" ") else f"ftrun: {line}")  # commands stay copyable
 
 
 def main() -> None:

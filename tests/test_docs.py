@@ -205,3 +205,30 @@ def test_generating_docs_imports_no_training_libraries() -> None:
         "render_docs()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_guide_minimal_config_logs_its_loss_and_evaluates_its_validation_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plan of the guide's first config has no warning: its run logs a loss and uses its validation data."""
+    from ftconfig.runtime.training._plan import build_plan
+    from ftconfig.runtime.training._run import RunOptions, prepare_run
+
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(parse_document(_guide_configs()[0], name="guide.md (yaml block 1)"))
+    plan = build_plan(prepare_run(config, RunOptions(), world_size=1))
+    assert plan["validation_examples"] > 0
+    assert plan["warnings"] == []
+
+
+def test_the_guide_names_every_ftrun_option() -> None:
+    from ftconfig._ftrun_cli import cli as ftrun
+
+    guide = GUIDE.read_text(encoding="utf-8")
+    options = [option for param in ftrun.params for option in param.opts if option.startswith("--")]
+    missing = [
+        option
+        for option in options
+        if not re.search(rf"(?<![\w-]){option}(?![\w-])", guide) and option not in ("--help", "--version")
+    ]
+    assert not missing, f"docs/guide.md does not mention {missing}"

@@ -146,3 +146,23 @@ def test_missing_deepspeed_file_is_a_config_error() -> None:
     config = config_with(training_args={"deepspeed": "nope/ds.json"})
     with pytest.raises(ConfigError, match="file not found"):
         training_arguments_kwargs(config, resolve_run(config, world_size=1))
+
+
+@pytest.mark.parametrize(
+    ("peft_conf", "user_value", "expected"),
+    [
+        ({"peft_type": "LORA", "peft_kwargs": {"r": 8}}, None, False),
+        ({"peft_type": "LORA", "peft_kwargs": {"r": 8}}, True, True),
+        ({"peft_type": "NO_PEFT"}, None, None),
+    ],
+)
+def test_ddp_does_not_search_for_unused_parameters_of_an_adapter_unless_asked(
+    peft_conf: dict, user_value: bool | None, expected: bool | None
+) -> None:
+    """An adapter's parameters are all used; transformers would still ask DDP to search (and warn) every step."""
+    document = base_document()
+    document["peft_conf"] = peft_conf
+    document["training_args"]["ddp_find_unused_parameters"] = user_value
+    config = load_config(document)
+    kwargs = training_arguments_kwargs(config, resolve_run(config, world_size=2))
+    assert kwargs["ddp_find_unused_parameters"] is expected

@@ -168,7 +168,17 @@ def training_arguments_kwargs(
         packing=False,
         padding_free=False,
     )
+    if kwargs.get("ddp_find_unused_parameters") is None and _trains_an_adapter(config):
+        # transformers would pass True for any PEFT model (it only looks inside a PreTrainedModel), and DDP then
+        # walks the graph after every step and warns that it found nothing: an adapter's parameters are all used.
+        kwargs["ddp_find_unused_parameters"] = False
     return kwargs
+
+
+def _trains_an_adapter(config: FinetuningConfig) -> bool:
+    from ftconfig.generated.config import NoPeftConfig
+
+    return not isinstance(config.peft_conf, NoPeftConfig)
 
 
 def build_sft_config(config: FinetuningConfig, resolved: ResolvedRun, *, report_mlflow: bool = False) -> Any:

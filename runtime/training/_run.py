@@ -310,12 +310,25 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
 
     world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
+    if rank == 0:
+        _announce_plan(run)
     if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
         # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
     with tracked_run(run.tracking, run_id):
         return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
+
+
+def _announce_plan(run: PreparedRun) -> None:
+    """The short form of the dry-run plan, and what the run will silently not do, before the weights load."""
+    from ftconfig.runtime.training._plan import build_plan, render_short_plan
+
+    plan = build_plan(run)
+    for line in render_short_plan(plan):
+        logger.info("%s", line)
+    for warning in plan["warnings"]:
+        logger.warning("warning: %s", warning)
 
 
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
