@@ -145,6 +145,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
+    from ftconfig.runtime.config._report_to import adjust_report_to
     from ftconfig.runtime.config._resolve import build_sft_config
     from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
@@ -154,13 +155,17 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         check_adapter_vocabulary,
         check_peft_kwargs,
     )
+    from ftconfig.runtime.training._integrations import check_push_to_hub, check_report_to
 
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
+    # Only the main process reports to MLflow: one run per job.
+    report_mlflow = tracking is not None and process_world()[1] == 0
+    # What report_to and push_to_hub need (packages, token, network) is there, before the weights load.
+    check_report_to(adjust_report_to(config.training_args.report_to, report_mlflow))
+    check_push_to_hub(config.training_args)
     with _library_seam("$.training_args"):
-        # Only the main process reports to MLflow: one run per job.
-        report_mlflow = tracking is not None and process_world()[1] == 0
         sft_config = build_sft_config(config, resolved, report_mlflow=report_mlflow)
     tokenizer, setup = build_tokenizer(config.run_conf, config.data_conf)
     check_adapter_vocabulary(
