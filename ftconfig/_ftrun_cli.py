@@ -15,6 +15,30 @@ import click
 from ftconfig._cli_output import configure_output
 from ftconfig.runtime.config._errors import UserError
 
+# What `pip install 'ftconfig[train]'` adds to the light install (import names).
+TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "mlflow")
+_INSTALL_TRAIN = (
+    "install it with: pip install 'ftconfig[train]' (install torch first, matching your accelerator)"
+)
+
+
+class TrainingStackMissing(Exception):
+    """ftrun was installed without the training libraries (`pip install ftconfig`, without `[train]`)."""
+
+    exit_code = 1
+
+
+def _require_training_stack() -> None:
+    """Say which training libraries are missing before anything else runs, instead of an import traceback."""
+    import importlib.util
+
+    missing = [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TrainingStackMissing(
+            f"ftrun needs the training libraries, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed; {_INSTALL_TRAIN}"
+        )
+
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that the same clean-up runs (MLflow run KILLED, no checkpoint-final)."""
@@ -81,6 +105,7 @@ def cli(
     overwrite: bool,
 ) -> None:
     """Train the supervised finetuning run described by CONFIG (YAML or JSON)."""
+    _require_training_stack()
     from ftconfig.runtime.config._load import load_config_file
     from ftconfig.runtime.training._run import RunOptions, process_world
 
@@ -156,3 +181,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("ftrun: interrupted", err=True)
         sys.exit(130)
+    except TrainingStackMissing as missing:
+        click.echo(f"ftrun: {missing}", err=True)
+        sys.exit(missing.exit_code)
+    except ModuleNotFoundError as error:
+        # A training library that is only partly installed (or broken) still gets the same advice.
+        if (error.name or "").partition(".")[0] not in TRAINING_STACK:
+            raise
+        click.echo(f"ftrun: cannot import {error.name} ({error}); {_INSTALL_TRAIN}", err=True)
+        sys.exit(1)

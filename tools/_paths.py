@@ -15,3 +15,9 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 ROOT_SCHEMA = SCHEMA_DIR / "finetuning.schema.json"
 STRUCTS_FILE = GENERATED_DIR / "config.py"
 BUNDLE_FILE = GENERATED_DIR / "ftconfig.schema.json"
+
+
+def is_source_checkout() -> bool:
+    """Whether this ftconfig runs from a clone of its repository (an editable install), where the generated
+    files and docs are the repository's own; in an installed wheel they are part of the package."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "generated").resolve() == GENERATED_DIR
