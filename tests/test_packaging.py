@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -178,3 +179,48 @@ def test_developer_verbs_are_listed_in_a_checkout() -> None:
     ftschema = Path(sys.executable).with_name("ftschema")
     result = subprocess.run([str(ftschema), "--help"], capture_output=True, text=True, check=True)
     assert all(verb in result.stdout for verb in DEVELOPER_VERBS)
+
+
+def test_python_m_ftconfig_from_the_repository_root_works_with_a_wheel_install(light_install: Path) -> None:
+    """From the repository root Python finds the checkout's `ftconfig/` before the installed package."""
+    result = _run_light(light_install, "python", "-m", "ftconfig", "--help", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def full_install(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel (non-editable) and the training stack installed here."""
+    import torch
+
+    venv = tmp_path_factory.mktemp("full") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    (site_packages / "training-stack.pth").write_text(f"{Path(torch.__file__).parent.parent}\n")
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return venv
+
+
+def test_the_readme_torchrun_command_works_from_the_repository_root_with_a_wheel_install(
+    full_install: Path, tmp_path: Path
+) -> None:
+    """README: `torchrun --nproc_per_node 2 -m ftconfig my-run.yaml`; here one process and a dry run."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "torchrun --nproc_per_node 2 -m ftconfig my-run.yaml" in readme
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        "PATH": f"{full_install / 'bin'}:/usr/bin:/bin",
+        "FTCONFIG_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    command = [
+        "python", "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", "29537",
+        "-m", "ftconfig", "examples/minimal.yaml", "--dry-run", "--json",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"world_size": 1' in result.stdout
