@@ -232,3 +232,55 @@ def test_the_guide_names_every_ftrun_option() -> None:
         if not re.search(rf"(?<![\w-]){option}(?![\w-])", guide) and option not in ("--help", "--version")
     ]
     assert not missing, f"docs/guide.md does not mention {missing}"
+
+
+def test_the_reference_lists_sections_in_the_order_a_config_reads(doc: str) -> None:
+    """Top-level properties in their order, each section followed by its own types (not by class name)."""
+    headings = re.findall(r"^## (\S+)", doc, re.MULTILINE)
+    order = [
+        "ChatTrainValidConfig",  # data_conf, then its own types
+        "TrainingDataInput",
+        "DatasetDefinition",
+        "ValidationDataInput",
+        "SilogenTrainingArguments",  # training_args
+        "BatchsizeConfig",
+        "PeftConfig",  # peft_conf, then its variants
+        "LoraPeftConfig",
+        "RunConfig",
+        "ModelArguments",
+        "SFTArguments",
+    ]
+    positions = [headings.index(name) for name in order]
+    assert positions == sorted(positions), list(zip(order, positions, strict=True))
+    assert headings[:2] == ["Top-level", "ChatTrainValidConfig"]
+
+
+def test_every_definition_description_appears_whole_in_the_reference(doc: str) -> None:
+    for name, schema in _documented_objects():
+        description = str(schema.get("description", "")).strip()
+        assert description in doc, f"{name}: description cut or missing"
+
+
+def test_the_guide_pre_commit_snippet_names_no_release_that_does_not_exist() -> None:
+    """ftconfig has published no release tags; a `rev: vX.Y.Z` in the snippet would fail for everyone."""
+    tags = subprocess.run(
+        ["git", "tag"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    ).stdout.split()
+    for rev in re.findall(r"^\s*rev:\s*(\S+)", GUIDE.read_text(encoding="utf-8"), re.MULTILINE):
+        assert rev == "main" or rev in tags, rev
+
+
+def test_site_specific_seed_defaults_are_explained() -> None:
+    """The seed's defaults stay, but a description never just says 'normally this should be ...'."""
+    model = schema_documents()["run.schema.json"]["$defs"]["RunConfig"]["properties"]["model"]
+    assert model["default"] == "/local_resources/basemodel"
+    assert "anywhere else, set your own folder or Hub ID" in model["description"]
+    text = json.dumps(schema_documents())
+    assert "Normally" not in text
+
+
+def test_mlflow_local_runs_folder_is_ignored_by_git() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "mlruns/0/meta.yaml"], cwd=REPO_ROOT, check=False
+    ).returncode
+    assert ignored == 0

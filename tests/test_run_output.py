@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, tiny_run_document
+from tests.conftest import EXAMPLES, REPO_ROOT, tiny_run_document
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     document = tiny_run_document(
         output_dir,
         data_conf={"validation_data": {"type": "AUTO_SPLIT", "ratio": 0.1}},
-        training_args={"max_steps": 6, "logging_steps": 2, "eval_strategy": "steps", "eval_steps": 3},
+        training_args={
+            "max_steps": 6,
+            "logging_steps": 2,
+            "eval_strategy": "steps",
+            "eval_steps": 3,
+            "save_strategy": "steps",
+            "save_steps": 3,
+        },
     )
     config = tmp / "run.yaml"
     config.write_text(yaml.safe_dump(document))
@@ -127,3 +134,9 @@ def test_the_run_is_not_silent_about_the_plan_it_warns_about(tmp_path: Path) -> 
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith("no training loss will be logged: training_args.logging_steps is 500")
     assert "validation examples are never evaluated: training_args.eval_strategy is 'no'" in warnings[1]
+
+
+def test_the_model_card_in_output_dir_names_the_local_base_model(finished_run: FinishedRun) -> None:
+    card = (finished_run.output_dir / "README.md").read_text(encoding="utf-8")
+    assert "[None]" not in card
+    assert f"fine-tuned version of the local model `{EXAMPLES / 'tiny-llama'}`" in card

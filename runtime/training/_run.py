@@ -340,6 +340,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     from trl import SFTTrainer
 
     from ftconfig.runtime.config._secrets import detach_hub_token
+    from ftconfig.runtime.training._model_card import name_base_model_in_card
     from ftconfig.runtime.training._output import (
         RESOLVED_CONFIG_NAME,
         replace_directory,
@@ -367,6 +368,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
         data_collator=collator,
         callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
     )
+    name_base_model_in_card(trainer, config.run_conf.model)
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
