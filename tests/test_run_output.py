@@ -90,6 +90,7 @@ def test_a_real_run_starts_with_the_short_plan(finished_run: FinishedRun) -> Non
     assert re.search(
         r"^ftrun: data: \d+ training examples \(\d+ tokens\), \d+ validation examples", stderr, re.M
     )
+    assert re.search(r"^ftrun: training: a new LORA adapter; output in .*out$", stderr, re.M)
     assert plan.start() < stderr.index("final weights sha256")
 
 
@@ -140,3 +141,17 @@ def test_the_model_card_in_output_dir_names_the_local_base_model(finished_run: F
     card = (finished_run.output_dir / "README.md").read_text(encoding="utf-8")
     assert "[None]" not in card
     assert f"fine-tuned version of the local model `{EXAMPLES / 'tiny-llama'}`" in card
+
+
+# examples/minimal.yaml is the smallest valid config (the tests' base document), so its plan does warn.
+@pytest.mark.parametrize("example", ["quickstart.yaml", "seed-shaped.yaml"])
+def test_shipped_examples_plan_runs_that_log_and_use_their_validation_data(
+    example: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftconfig.runtime.config._load import load_config_file
+    from ftconfig.runtime.training._plan import build_plan
+    from ftconfig.runtime.training._run import RunOptions, prepare_run
+
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config_file(EXAMPLES / example)
+    assert build_plan(prepare_run(config, RunOptions(), world_size=1))["warnings"] == []

@@ -157,5 +157,12 @@ def render_short_plan(plan: dict[str, Any]) -> list[str]:
         f"data: {plan['train_examples']} training examples ({plan['train_tokens']} tokens), "
         f"{plan['validation_examples']} validation examples"
         + (f", {dropped} dropped as longer than max_seq_length" if dropped else ""),
-        f"model: {plan['peft_type']}, {plan['quantization']}; output in {plan['output_dir']}",
+        f"training: {_training_words(plan)}; output in {plan['output_dir']}",
     ]
+
+
+def _training_words(plan: dict[str, Any]) -> str:
+    peft_type, quantization = plan["peft_type"], plan["quantization"]
+    words = {"NO_PEFT": "full finetuning", "PRETRAINED_PEFT": "a pretrained adapter, trained further"}
+    what = words.get(peft_type, f"a new {peft_type} adapter")
+    return what if quantization == "no-quantization" else f"{what} on a {quantization} quantized model"
