@@ -18,7 +18,7 @@ from ftconfig.runtime.config._errors import UserError
 # What `pip install 'ftconfig[train]'` adds to the light install (import names).
 TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "mlflow")
 _INSTALL_TRAIN = (
-    "install it with: pip install 'ftconfig[train]' (install torch first, matching your accelerator)"
+    "install them with: pip install 'ftconfig[train]' (install torch first, matching your accelerator)"
 )
 
 
@@ -35,8 +35,7 @@ def _require_training_stack() -> None:
     missing = [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
     if missing:
         raise TrainingStackMissing(
-            f"ftrun needs the training libraries, and {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not installed; {_INSTALL_TRAIN}"
+            f"training needs libraries that are not installed (missing: {', '.join(missing)}); {_INSTALL_TRAIN}"
         )
 
 
@@ -188,5 +187,5 @@ def main() -> None:
         # A training library that is only partly installed (or broken) still gets the same advice.
         if (error.name or "").partition(".")[0] not in TRAINING_STACK:
             raise
-        click.echo(f"ftrun: cannot import {error.name} ({error}); {_INSTALL_TRAIN}", err=True)
+        click.echo(f"ftrun: a training library cannot be imported ({error}); {_INSTALL_TRAIN}", err=True)
         sys.exit(1)
