@@ -6,6 +6,7 @@ One real tiny run through the real CLI (a subprocess, as a user starts it) is sh
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -155,3 +156,24 @@ def test_shipped_examples_plan_runs_that_log_and_use_their_validation_data(
     monkeypatch.chdir(REPO_ROOT)
     config = load_config_file(EXAMPLES / example)
     assert build_plan(prepare_run(config, RunOptions(), world_size=1))["warnings"] == []
+
+
+def test_the_dry_run_header_says_what_it_writes_and_the_plan_lists_its_warnings(tmp_path: Path) -> None:
+    document = tiny_run_document(tmp_path / "out", training_args={"max_steps": 6, "logging_steps": 500})
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(document))
+    cache = tmp_path / "cache"
+    result = subprocess.run(
+        [sys.executable, "-m", "ftconfig", str(config), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**os.environ, "FTCONFIG_CACHE_DIR": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    header = result.stdout.splitlines()[0]
+    assert "nothing written" not in header
+    assert "data preparation cache is filled" in header and any(cache.iterdir())
+    assert not (tmp_path / "out").exists()
+    assert "\nwarnings:\n  - no training loss will be logged" in result.stdout
