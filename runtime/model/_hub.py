@@ -20,9 +20,9 @@ __all__ = ["HubReference", "check_hub_references", "hub_references", "hub_unreac
 
 logger = logging.getLogger(__name__)
 
-# Long enough for a slow but working connection to answer a HEAD request, short enough that a user with no
-# network hears about it in under two seconds.
-PROBE_TIMEOUT_S = 1.5
+# Per phase (connect with TLS, then the answer): enough for a working connection with a few hundred ms of
+# round trip, short enough that a user whose network drops packets hears about it within two seconds.
+PROBE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
