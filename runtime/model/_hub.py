@@ -90,8 +90,7 @@ def hub_unreachable_reason() -> str | None:
 
     Any HTTP answer counts as reachable: only a connection that fails or stays silent does not.
     """
-    from huggingface_hub import constants
-    from huggingface_hub import get_session
+    from huggingface_hub import constants, get_session
 
     try:
         get_session().head(constants.ENDPOINT, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
