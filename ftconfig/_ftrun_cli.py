@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from ftconfig._cli_output import configure_output
 from ftconfig.runtime.config._errors import UserError, report_bug
 
-__all__ = ["RunInterrupted", "cli", "main"]
+__all__ = ["RunInterrupted", "TrainingStackMissing", "cli", "main"]
+
+# What `pip install 'ftconfig[train]'` adds to the light install (import names).
+TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "mlflow")
+_INSTALL_TRAIN = (
+    "install them with: pip install 'ftconfig[train]' (install torch first, matching your accelerator)"
+)
+
+
+class TrainingStackMissing(Exception):
+    """ftrun was installed without the training libraries (`pip install ftconfig`, without `[train]`)."""
+
+    exit_code = 1
+
+
+def _require_training_stack() -> None:
+    """Say which training libraries are missing before anything else runs, instead of an import traceback."""
+    import importlib.util
+
+    missing = [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TrainingStackMissing(
+            f"training needs libraries that are not installed (missing: {', '.join(missing)}); {_INSTALL_TRAIN}"
+        )
 
 
 class _Terminated(KeyboardInterrupt):
@@ -45,17 +69,6 @@ def _install_sigterm_handler() -> None:
         raise _Terminated()
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def _configure_logging(rank: int) -> None:
-    """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several.
-
-    Every module logs to `logging.getLogger(__name__)`, a child of the `ftconfig` logger, so INFO here covers
-    all of them; other libraries stay at WARNING.
-    """
-    prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
-    logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
-    logging.getLogger("ftconfig").setLevel(logging.INFO)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,6 +106,7 @@ def cli(
     overwrite: bool,
 ) -> None:
     """Train the supervised finetuning run described by CONFIG (YAML or JSON)."""
+    _require_training_stack()
     from ftconfig.runtime.config._load import load_config_file
     from ftconfig.runtime.training._run import RunOptions, process_world
 
@@ -105,7 +119,7 @@ def cli(
             "sets the number of processes of a real run",
             param_hint="--world-size",
         )
-    _configure_logging(rank)
+    configure_output(rank)
     config = load_config_file(config_path, sets)
     options = RunOptions(
         num_preprocess_workers=num_preprocess_workers,
@@ -124,6 +138,7 @@ def cli(
     from ftconfig.runtime.training._run import train
 
     _install_sigterm_handler()
+    started = time.monotonic()
     try:
         result = train(config, options)
     except KeyboardInterrupt as interrupt:
@@ -132,9 +147,13 @@ def cli(
             signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
         ) from None
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
+    # Equal on every rank of a correct multi-process run (tests compare them); not what a user reads last.
     click.echo(f"{prefix}: final weights sha256 {result.weights_sha256}", err=True)
     if rank == 0:
-        click.echo(f"ftrun: final checkpoint in {result.final_checkpoint}")
+        from ftconfig.runtime.training._summary import run_summary
+
+        for line in run_summary(result, time.monotonic() - started):
+            click.echo(line if line.startswith(" ") else f"ftrun: {line}")  # commands stay copyable
 
 
 def main() -> None:
@@ -164,5 +183,14 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("ftrun: interrupted", err=True)
         sys.exit(130)
+    except TrainingStackMissing as missing:
+        click.echo(f"ftrun: {missing}", err=True)
+        sys.exit(missing.exit_code)
+    except ModuleNotFoundError as error:
+        # A training library that is only partly installed (or broken) still gets the same advice.
+        if (error.name or "").partition(".")[0] not in TRAINING_STACK:
+            raise
+        click.echo(f"ftrun: a training library cannot be imported ({error}); {_INSTALL_TRAIN}", err=True)
+        sys.exit(1)
     except Exception:
         report_bug("ftrun")

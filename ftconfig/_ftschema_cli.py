@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,36 @@ def validate(files: tuple[Path, ...], quiet: bool) -> None:
     sys.exit(exit_code)
 
 
+def _in_checkout() -> bool:
+    from ftconfig.tools._paths import is_source_checkout
+
+    return is_source_checkout()
+
+
+# Commands that regenerate or check the repository's own files. In an installed ftconfig they would write into
+# site-packages (or compare the package with itself), so they are hidden there and refuse to run.
+_IN_CHECKOUT = _in_checkout()
+
+
+def _developer_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A command for ftconfig's developers: shown and usable only in a source checkout."""
+
+    def decorate(function: Callable[..., None]) -> click.Command:
+        @functools.wraps(function)  # keeps the docstring and the options the decorators below attached
+        def guarded(**kwargs: object) -> None:
+            if not _in_checkout():
+                raise click.UsageError(
+                    f"`ftschema {name}` is a developer command: it regenerates or checks files of a source "
+                    "checkout of ftconfig, and this ftconfig is installed as a package. Run it in a clone of "
+                    "the repository (pip install -e '.[dev]')"
+                )
+            function(**kwargs)
+
+        return cli.command(name, hidden=not _IN_CHECKOUT)(guarded)
+
+    return decorate
+
+
 def _run_generator(name: str, action: Callable[..., bool], check: bool) -> None:
     fresh = action(check=check)
     if check and not fresh:
@@ -51,7 +82,7 @@ def _run_generator(name: str, action: Callable[..., bool], check: bool) -> None:
     click.echo(f"{name}: {'up to date' if check else 'written'}")
 
 
-@cli.command("gen-code")
+@_developer_command("gen-code")
 @click.option("--check", is_flag=True, help="Fail if generated/config.py is not what the schema gives.")
 def gen_code(check: bool) -> None:
     """Generate the msgspec structs (generated/config.py) with datamodel-code-generator."""
@@ -60,7 +91,7 @@ def gen_code(check: bool) -> None:
     _run_generator("gen-code", action, check)
 
 
-@cli.command()
+@_developer_command("bundle")
 @click.option("--check", is_flag=True, help="Fail if generated/ftconfig.schema.json is stale.")
 def bundle(check: bool) -> None:
     """Write the single-file schema for editors (generated/ftconfig.schema.json)."""
@@ -69,7 +100,7 @@ def bundle(check: bool) -> None:
     _run_generator("bundle", write_bundle, check)
 
 
-@cli.command("gen-docs")
+@_developer_command("gen-docs")
 @click.option("--check", is_flag=True, help="Fail if docs/config.md is stale.")
 def gen_docs(check: bool) -> None:
     """Write the config reference (docs/config.md) from the schema."""
@@ -78,7 +109,7 @@ def gen_docs(check: bool) -> None:
     _run_generator("gen-docs", write_docs, check)
 
 
-@cli.command("import-training-args")
+@_developer_command("import-training-args")
 @click.option(
     "--check", is_flag=True, help="Fail if the schemas differ from the installed transformers and TRL."
 )
@@ -90,7 +121,7 @@ def import_training_args(check: bool) -> None:
     _run_generator("import-training-args", lambda check: action(SCHEMA_DIR, check=check), check)
 
 
-@cli.command()
+@_developer_command("check")
 def check() -> None:
     """Run every freshness check and validate every config under examples/ and docs/."""
     from ftconfig.tools._check import run_all_checks

@@ -81,7 +81,7 @@ class ConcatenationDataInput(Struct, kw_only=True, tag_field='type', tag='CONCAT
     """
     A simple list of datasets.
 
-    These are simply concatenated, the same as sampling all with equal weight. The files are JSON Lines (or one JSON array) of chat conversations: each line is {"messages": [{"role": "string", "content": "string"}, ...]}.
+    These are simply concatenated, the same as sampling all with equal weight. Each file is JSON Lines (or one JSON array) with one chat conversation per line, written as `{"messages": [{"role": "user", "content": "..."}, ...]}`.
     """
 
     datasets: Annotated[
@@ -100,7 +100,7 @@ class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPU
     """
     A list of datasets where each is sampled by a certain weight.
 
-    These datasets are interleaved based on the sampling weights. The resulting dataset is fully precomputed, up to the point where every single sample in every dataset gets picked. This means that with small sampling weights, it can take a lot of draws to see every sample from a dataset and so the resulting dataset can be very large. The files are JSON Lines (or one JSON array) of chat conversations: each line is {"messages": [{"role": "string", "content": "string"}, ...]}.
+    These datasets are interleaved based on the sampling weights. The resulting dataset is fully precomputed, up to the point where every single sample in every dataset gets picked. This means that with small sampling weights, it can take a lot of draws to see every sample from a dataset and so the resulting dataset can be very large. Each file is JSON Lines (or one JSON array) with one chat conversation per line, written as `{"messages": [{"role": "user", "content": "..."}, ...]}`.
     """
 
     datasets: Annotated[
@@ -2978,7 +2978,7 @@ class RunConfig(Struct, kw_only=True):
     model: (
         Annotated[
             str,
-            Meta(description='Local path (or HuggingFace ID) of the model to be fine-tuned. Normally this should be /local_resources/basemodel.', min_length=1),
+            Meta(description='Local folder (as written by save_pretrained) or Hugging Face Hub ID of the model to fine-tune. The default, /local_resources/basemodel, is where the training containers of the system this config format comes from mount the base model; anywhere else, set your own folder or Hub ID.', min_length=1),
         ]
     ) = '/local_resources/basemodel'
     model_args: (
@@ -3010,7 +3010,7 @@ class RunConfig(Struct, kw_only=True):
         Annotated[
             bool | str,
             Meta(
-                description="Normally should be set to 'auto' to continue if a checkpoint exists. Can set to true to always try to continue, false to never try, or a path to load from a specific path."
+                description="Whether to continue from a checkpoint in output_dir: 'auto' continues from the newest checkpoint-<N> when there is one (the usual choice for jobs that may be restarted), true always continues (an error when there is none), false never does, and a path continues from that checkpoint."
             ),
         ]
     ) = False

@@ -414,7 +414,7 @@ CASES: dict[str, Case] = {
     ),
     "pretrained-peft-hub-id-not-in-cache": Case(
         "$.peft_conf.name_or_path",
-        "cannot load the adapter",
+        "not in the local Hugging Face cache",
         {"peft_conf": {"peft_type": "PRETRAINED_PEFT", "name_or_path": "someorg/no-such-adapter"}},
     ),
     "pretrained-peft-with-a-template-that-adds-tokens": Case(

@@ -203,3 +203,83 @@ def test_generating_docs_imports_no_training_libraries() -> None:
         "render_docs()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_guide_minimal_config_logs_its_loss_and_evaluates_its_validation_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plan of the guide's first config has no warning: its run logs a loss and uses its validation data."""
+    from ftconfig.runtime.training._plan import build_plan
+    from ftconfig.runtime.training._run import RunOptions, prepare_run
+
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(parse_document(_guide_configs()[0], name="guide.md (yaml block 1)"))
+    plan = build_plan(prepare_run(config, RunOptions(), world_size=1))
+    assert plan["validation_examples"] > 0
+    assert plan["warnings"] == []
+
+
+def test_the_guide_names_every_ftrun_option() -> None:
+    from ftconfig._ftrun_cli import cli as ftrun
+
+    guide = GUIDE.read_text(encoding="utf-8")
+    options = [option for param in ftrun.params for option in param.opts if option.startswith("--")]
+    missing = [
+        option
+        for option in options
+        if not re.search(rf"(?<![\w-]){option}(?![\w-])", guide) and option not in ("--help", "--version")
+    ]
+    assert not missing, f"docs/guide.md does not mention {missing}"
+
+
+def test_the_reference_lists_sections_in_the_order_a_config_reads(doc: str) -> None:
+    """Top-level properties in their order, each section followed by its own types (not by class name)."""
+    headings = re.findall(r"^## (\S+)", doc, re.MULTILINE)
+    order = [
+        "ChatTrainValidConfig",  # data_conf, then its own types
+        "TrainingDataInput",
+        "DatasetDefinition",
+        "ValidationDataInput",
+        "SilogenTrainingArguments",  # training_args
+        "BatchsizeConfig",
+        "PeftConfig",  # peft_conf, then its variants
+        "LoraPeftConfig",
+        "RunConfig",
+        "ModelArguments",
+        "SFTArguments",
+    ]
+    positions = [headings.index(name) for name in order]
+    assert positions == sorted(positions), list(zip(order, positions, strict=True))
+    sections = [heading for heading in headings if heading != "Top-level"]  # one top-level table per method
+    assert headings[0] == "Top-level" and sections[0] == "ChatTrainValidConfig"
+
+
+def test_every_definition_description_appears_whole_in_the_reference(doc: str) -> None:
+    for name, schema in _documented_objects():
+        description = str(schema.get("description", "")).strip()
+        assert description in doc, f"{name}: description cut or missing"
+
+
+def test_the_guide_pre_commit_snippet_names_no_release_that_does_not_exist() -> None:
+    """ftconfig has published no release tags; a `rev: vX.Y.Z` in the snippet would fail for everyone."""
+    tags = subprocess.run(
+        ["git", "tag"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    ).stdout.split()
+    for rev in re.findall(r"^\s*rev:\s*(\S+)", GUIDE.read_text(encoding="utf-8"), re.MULTILINE):
+        assert rev == "main" or rev in tags, rev
+
+
+def test_site_specific_seed_defaults_are_explained() -> None:
+    """The seed's defaults stay, but a description never just says 'normally this should be ...'."""
+    model = schema_documents()["run.schema.json"]["$defs"]["RunConfig"]["properties"]["model"]
+    assert model["default"] == "/local_resources/basemodel"
+    assert "anywhere else, set your own folder or Hub ID" in model["description"]
+    text = json.dumps(schema_documents())
+    assert "Normally" not in text
+
+
+def test_mlflow_local_runs_folder_is_ignored_by_git() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "mlruns/0/meta.yaml"], cwd=REPO_ROOT, check=False
+    ).returncode
+    assert ignored == 0

@@ -229,6 +229,25 @@ def test_hover_shows_schema_description(
     assert description in hover, f"hover over {prop}:\n{hover}"
 
 
+@pytest.mark.parametrize(
+    ("key_line", "title"),
+    [
+        ("training_args:", "training_args"),
+        ("  learning_rate:", "training_args"),
+        ("data_conf:", "data_conf"),
+        ("peft_conf:", "peft_conf (peft_type: LORA)"),
+        ("  max_seq_length:", "sft_args"),
+    ],
+)
+def test_hover_titles_say_where_in_the_config_not_the_internal_class(
+    lsp: LspClient, tmp_path: Path, bundle: dict[str, Any], key_line: str, title: str
+) -> None:
+    doc = Doc(lsp, tmp_path / "cfg.yaml", modeline() + minimal_body())
+    hover = doc.hover_at_key(key_line)
+    assert f"#### {title}\n" in hover, hover
+    assert not any(name in hover.split("\n", 1)[0] for name in bundle["$defs"]), hover
+
+
 # ---------------------------------------------------------------------------------- diagnostics
 
 

@@ -203,7 +203,7 @@ def test_sigint_and_sigterm_stop_with_one_line_no_final_checkpoint_and_auto_resu
         f"ftrun: stopped by {name} before the run finished; "
         "continue it with run_conf.resume_from_checkpoint: auto"
     )
-    assert "final checkpoint in" not in stdout
+    assert "ftrun: done in" not in stdout
     names = {path.name for path in output_dir.iterdir()}
     assert not {name for name in names if "checkpoint-final" in name}, names  # neither final nor partial
     assert (output_dir / FIRST_CHECKPOINT / "trainer_state.json").is_file()

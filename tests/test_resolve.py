@@ -165,3 +165,23 @@ def test_training_arguments_transformers_rejects_are_a_config_error_with_the_who
     assert item.location == "$.training_args"
     assert "load_best_model_at_end requires the save and eval strategy to match" in item.message
     assert "Evaluation strategy" in item.message, "the reason's later lines are kept"
+
+
+@pytest.mark.parametrize(
+    ("peft_conf", "user_value", "expected"),
+    [
+        ({"peft_type": "LORA", "peft_kwargs": {"r": 8}}, None, False),
+        ({"peft_type": "LORA", "peft_kwargs": {"r": 8}}, True, True),
+        ({"peft_type": "NO_PEFT"}, None, None),
+    ],
+)
+def test_ddp_does_not_search_for_unused_parameters_of_an_adapter_unless_asked(
+    peft_conf: dict, user_value: bool | None, expected: bool | None
+) -> None:
+    """An adapter's parameters are all used; transformers would still ask DDP to search (and warn) every step."""
+    document = base_document()
+    document["peft_conf"] = peft_conf
+    document["training_args"]["ddp_find_unused_parameters"] = user_value
+    config = load_config(document)
+    kwargs = training_arguments_kwargs(config, resolve_run(config, world_size=2))
+    assert kwargs["ddp_find_unused_parameters"] is expected

@@ -81,7 +81,61 @@ def build_bundle() -> dict[str, Any]:
     root.pop("$defs", None)
     root["$id"] = BUNDLE_ID
     root["$defs"] = dict(sorted(definitions.items()))
-    bundle: dict[str, Any] = _null_first(_rewrite_refs(root, whole_files))
+    bundle: dict[str, Any] = _with_user_titles(_null_first(_rewrite_refs(root, whole_files)))
+    return bundle
+
+
+def _tag_of(variant: dict[str, Any]) -> str | None:
+    """`peft_type: LORA` for a union variant told apart by a `const` property, else None."""
+    for key, node in variant.get("properties", {}).items():
+        if isinstance(node, dict) and "const" in node:
+            return f"{key}: {node['const']}"
+    return None
+
+
+def _config_paths(
+    node: Any, path: str, defs: dict[str, Any], paths: dict[str, list[str]], label: str | None = None
+) -> None:
+    """Where in a config each definition is used (`data_conf.training_data`), in the order a config reads.
+
+    A union variant is labelled with its tag (`peft_conf (peft_type: LORA)`); keys inside it use the plain path.
+    """
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        where = paths.setdefault(name, [])
+        if (label or path) not in where:
+            where.append(label or path)
+            _config_paths(defs[name], path, defs, paths)
+    for keyword in ("then", "else"):  # the root chooses the method's document
+        if isinstance(node.get(keyword), dict):
+            _config_paths(node[keyword], path, defs, paths)
+    for keyword in ("oneOf", "anyOf"):
+        for branch in node.get(keyword, []):
+            target = branch
+            if isinstance(branch.get("$ref"), str) and branch["$ref"].startswith("#/$defs/"):
+                target = defs[branch["$ref"].removeprefix("#/$defs/")]
+            tag = _tag_of(target)
+            _config_paths(branch, path, defs, paths, f"{path} ({tag})" if tag else None)
+    for key, child in node.get("properties", {}).items():
+        _config_paths(child, f"{path}.{key}" if path else key, defs, paths)
+    if isinstance(node.get("items"), dict):
+        _config_paths(node["items"], f"{path}[]", defs, paths)
+
+
+def _with_user_titles(bundle: dict[str, Any]) -> dict[str, Any]:
+    """Editors show a definition's `title` above the description of each key inside it. The schema files'
+    titles are the generated class names (SilogenTrainingArguments); the bundle titles each definition with
+    where it sits in a config (`training_args`, `peft_conf (peft_type: LORA)`) instead."""
+    defs = bundle["$defs"]
+    paths: dict[str, list[str]] = {}
+    _config_paths(bundle, "", defs, paths)
+    for name, where in paths.items():
+        where = [place for place in where if place]  # "": a method's whole document, titled by its own title
+        if where:
+            defs[name] = {**defs[name], "title": " or ".join(where)}
     return bundle
 
 

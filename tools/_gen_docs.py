@@ -351,7 +351,8 @@ def union_section(union: Definition) -> str:
 
 def definitions() -> list[Definition]:
     """Every `$defs` entry and every whole-file object schema except the root and the method documents (the
-    top-level sections), in alphabetical order."""
+    top-level sections), in the order a reader meets them in a config: the top-level properties in their order,
+    each section followed by its own types (depth first), then anything no property reaches, alphabetically."""
     registry = schema_registry()
     found: dict[str, Definition] = {}
     for file_name, document in schema_documents().items():
@@ -363,7 +364,36 @@ def definitions() -> list[Definition]:
         for key, node in document.get("$defs", {}).items():
             name = str(node.get("title", key))
             found[name] = Definition(name, node, resolver)
-    return sorted(found.values(), key=lambda definition: (definition.name.casefold(), definition.name))
+    ordered: dict[str, Definition] = {}
+    for method_document in METHOD_SCHEMA_NAMES.values():  # the root only chooses one of these by `method`
+        document = schema_documents()[method_document]
+        _visit_references(document, registry.resolver(base_uri=document["$id"]), found, ordered)
+    rest = sorted(
+        (definition for name, definition in found.items() if name not in ordered),
+        key=lambda definition: (definition.name.casefold(), definition.name),
+    )
+    return [*ordered.values(), *rest]
+
+
+def _visit_references(
+    node: Any, resolver: Resolver[Any], found: dict[str, Definition], ordered: dict[str, Definition]
+) -> None:
+    """Add the definitions `node` refers to, in the order they appear in it, each followed by its own."""
+    if isinstance(node, list):
+        for item in node:
+            _visit_references(item, resolver, found, ordered)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("$ref"), str):
+        target = resolver.lookup(node["$ref"])
+        name = _title(target.contents, node["$ref"])
+        if name in found and name not in ordered:
+            ordered[name] = found[name]
+            _visit_references(target.contents, target.resolver, found, ordered)
+    for key, value in node.items():
+        if key not in ("$defs", "$ref"):
+            _visit_references(value, resolver, found, ordered)
 
 
 def _shared_variants() -> dict[str, tuple[str, str, Any]]:

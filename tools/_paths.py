@@ -16,6 +16,7 @@ __all__ = [
     "ROOT_SCHEMA",
     "SCHEMA_DIR",
     "STRUCTS_FILE",
+    "is_source_checkout",
 ]
 
 SCHEMA_DIR = Path(ftconfig.schema.__file__).resolve().parent
@@ -26,3 +27,9 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 ROOT_SCHEMA = SCHEMA_DIR / "experiment.schema.json"
 STRUCTS_FILE = GENERATED_DIR / "config.py"
 BUNDLE_FILE = GENERATED_DIR / "ftconfig.schema.json"
+
+
+def is_source_checkout() -> bool:
+    """Whether this ftconfig runs from a clone of its repository (an editable install), where the generated
+    files and docs are the repository's own; in an installed wheel they are part of the package."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "generated").resolve() == GENERATED_DIR

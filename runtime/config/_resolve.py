@@ -174,6 +174,10 @@ def _resolved_training_kwargs(
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
     )
+    if kwargs.get("ddp_find_unused_parameters") is None and _trains_an_adapter(config):
+        # transformers would pass True for any PEFT model (it only looks inside a PreTrainedModel), and DDP then
+        # walks the graph after every step and warns that it found nothing: an adapter's parameters are all used.
+        kwargs["ddp_find_unused_parameters"] = False
     return kwargs
 
 
@@ -192,6 +196,12 @@ def training_arguments_kwargs(
         padding_free=False,
     )
     return kwargs
+
+
+def _trains_an_adapter(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
+    from ftconfig.generated.config import NoPeftConfig
+
+    return not isinstance(config.peft_conf, NoPeftConfig)
 
 
 def _cpu_fallback(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,15 @@ def local_problem(reference: str, subfolder: str | None) -> ErrorItem | None:
 
 
 def looks_like_hub_id(reference: str) -> bool:
-    """Whether a reference that is no local path could still name a Hub repository (`name`, `org/name`)."""
-    return bool(_HUB_ID.match(reference)) and not reference.startswith((".", "~"))
+    """Whether a reference that is no local path could still name a Hub repository (`name`, `org/name`).
+
+    `examples/tiny-lama` has the shape of a Hub id, but its first part is a local folder: it is a mistyped
+    path, and asking the Hub about it only costs time.
+    """
+    if not _HUB_ID.match(reference) or reference.startswith((".", "~")):
+        return False
+    namespace, slash, _ = reference.partition("/")
+    return not (slash and Path(namespace).is_dir())
 
 
 def nearby_hint(path: Path) -> str:

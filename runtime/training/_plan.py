@@ -10,7 +10,15 @@ from ftconfig.runtime.config._structs import is_dpo, variant_tag
 if TYPE_CHECKING:
     from ftconfig.runtime.training._run import PreparedRun
 
-__all__ = ["build_plan", "first_example", "marked_example", "optimizer_steps", "render_plan"]
+__all__ = [
+    "build_plan",
+    "first_example",
+    "marked_example",
+    "optimizer_steps",
+    "plan_warnings",
+    "render_plan",
+    "render_short_plan",
+]
 
 
 def optimizer_steps(run: PreparedRun) -> int:
@@ -104,11 +112,46 @@ def training_and_saving(run: PreparedRun) -> tuple[list[str], list[str]]:
     )
 
 
+def _interval(value: float, steps: int) -> int:
+    """A logging/eval interval in optimizer steps (transformers reads a value below 1 as a ratio of the run)."""
+    return max(1, math.ceil(value * steps)) if value < 1 else int(value)
+
+
+def plan_warnings(run: PreparedRun, steps: int) -> list[str]:
+    """What a run will silently not do although the config looks as if it would: log a loss, use its
+    validation data. Each message says which setting to change."""
+    args = run.config.training_args
+    warnings: list[str] = []
+    logging_interval = _interval(args.logging_steps, steps)
+    if args.logging_strategy == "steps" and logging_interval > steps and not args.logging_first_step:
+        warnings.append(
+            f"no training loss will be logged: training_args.logging_steps is {args.logging_steps} but the run "
+            f"takes {steps} optimizer steps. Set training_args.logging_steps to a smaller number "
+            f"(e.g. {max(1, steps // 10)})"
+        )
+    validation = 0 if run.data.validation is None else len(run.data.validation)
+    if validation and args.eval_strategy == "no":
+        warnings.append(
+            f"the {validation} validation examples are never evaluated: training_args.eval_strategy is 'no'. "
+            "Set training_args.eval_strategy: steps (with eval_steps) or epoch, or validation_data: NONE"
+        )
+    elif validation and args.eval_strategy == "steps":
+        eval_every = args.eval_steps if args.eval_steps is not None else args.logging_steps
+        if _interval(eval_every, steps) > steps:
+            warnings.append(
+                f"the {validation} validation examples are never evaluated: evaluation every "
+                f"{_interval(eval_every, steps)} steps, but the run takes {steps} optimizer steps. "
+                "Set training_args.eval_steps to a smaller number"
+            )
+    return warnings
+
+
 def build_plan(run: PreparedRun) -> dict[str, Any]:
     """The plan as one JSON-able object: world size, per-device batch, accumulation, effective LR, epochs and
     steps, example and token counts, dropped examples and the first training example, plus a few more."""
     resolved, data, config = run.resolved, run.data, run.config
     trained, saved = training_and_saving(run)
+    steps = optimizer_steps(run)
     return {
         "method": config.method,
         "world_size": resolved.world_size,
@@ -119,7 +162,7 @@ def build_plan(run: PreparedRun) -> dict[str, Any]:
         "learning_rate": resolved.learning_rate,
         "num_train_epochs": resolved.num_train_epochs,
         "max_steps": resolved.max_steps,
-        "optimizer_steps": optimizer_steps(run),
+        "optimizer_steps": steps,
         "train_examples": len(data.train),
         "validation_examples": len(data.validation) if data.validation is not None else 0,
         "dropped_examples": data.dropped_train,
@@ -136,13 +179,16 @@ def build_plan(run: PreparedRun) -> dict[str, Any]:
         "output_dir": resolved.output_dir,
         "resume_from_checkpoint": run.resume,
         "first_example": first_example(run),
+        "warnings": plan_warnings(run, steps),
     }
 
 
 def render_plan(run: PreparedRun, plan: dict[str, Any]) -> str:
     """The plan for people: aligned key/value lines and the first example with its trained part marked."""
-    lines = ["ftrun plan (dry run: no weights loaded, nothing written)"]
-    shown = [key for key in plan if key != "first_example"]
+    lines = [
+        "ftrun plan (dry run: no weights loaded, output_dir untouched; the data preparation cache is filled)"
+    ]
+    shown = [key for key in plan if key not in ("first_example", "warnings")]
     width = max(len(key) for key in shown)
     for key in shown:
         value = plan[key]
@@ -156,4 +202,30 @@ def render_plan(run: PreparedRun, plan: dict[str, Any]) -> str:
         else "first training example (trained part between « »)"
     )
     lines += ["", f"{what}:", marked_example(run)]
+    if plan["warnings"]:
+        lines += ["", "warnings:", *(f"  - {warning}" for warning in plan["warnings"])]
     return "\n".join(lines)
+
+
+def render_short_plan(plan: dict[str, Any]) -> list[str]:
+    """The plan in three lines, printed when a real run starts (the dry run shows all of it)."""
+    steps_from = "max_steps" if plan["max_steps"] > 0 else f"{plan['num_train_epochs']:g} epochs"
+    processes = plan["world_size"]
+    dropped = plan["dropped_examples"]
+    return [
+        f"plan: {processes} process{'es' if processes != 1 else ''} × batch {plan['per_device_train_batch_size']} "
+        f"× accumulation {plan['gradient_accumulation_steps']} = {plan['total_train_batch_size']} examples "
+        f"per step; {plan['optimizer_steps']} optimizer steps ({steps_from}); "
+        f"learning rate {plan['learning_rate']:g}",
+        f"data: {plan['train_examples']} training examples ({plan['train_tokens']} tokens), "
+        f"{plan['validation_examples']} validation examples"
+        + (f", {dropped} dropped as longer than max_seq_length" if dropped else ""),
+        f"training: {_training_words(plan)}; output in {plan['output_dir']}",
+    ]
+
+
+def _training_words(plan: dict[str, Any]) -> str:
+    peft_type, quantization = plan["peft_type"], plan["quantization"]
+    words = {"NO_PEFT": "full finetuning", "PRETRAINED_PEFT": "a pretrained adapter, trained further"}
+    what = words.get(peft_type, f"a new {peft_type} adapter")
+    return what if quantization == "no-quantization" else f"{what} on a {quantization} quantized model"

@@ -24,6 +24,7 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._resolve import ResolvedRun, build_dpo_config, build_sft_config, resolve_run
 from ftconfig.runtime.config._secrets import detach_hub_token
 from ftconfig.runtime.config._structs import is_dpo, is_quantized, variant_tag
+from ftconfig.runtime.model._hub import check_hub_references
 from ftconfig.runtime.tracking._mlflow import check_tracking_server, start_tracking, tracked_run
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
@@ -105,12 +106,25 @@ def train(config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions) -
     """Run the training a config describes and save the final checkpoint; returns where it went."""
     world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
+    if rank == 0:
+        _announce_plan(run)
     if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
         # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     run_id = start_tracking(run.tracking, resolved_config_document(config, run.resolved), is_main=rank == 0)
     with tracked_run(run.tracking, run_id):
         return _train_and_save(run, is_main=rank == 0, replace_earlier=options.overwrite and not run.resume)
+
+
+def _announce_plan(run: PreparedRun) -> None:
+    """The short form of the dry-run plan, and what the run will silently not do, before the weights load."""
+    from ftconfig.runtime.training._plan import build_plan, render_short_plan
+
+    plan = build_plan(run)
+    for line in render_short_plan(plan):
+        logger.info("%s", line)
+    for warning in plan["warnings"]:
+        logger.warning("warning: %s", warning)
 
 
 def prepare_run(
@@ -128,6 +142,8 @@ def prepare_run(
         overwrite=options.overwrite,
     )
     _check_combinations(config)
+    # A mistyped model path, or a Hub model with no Hub to get it from, fails now and in well under two seconds.
+    check_hub_references(config)
     # A bad or unreachable tracking server is found now, not after the data is prepared or the model trained.
     tracking = resolve_tracking(
         config,
@@ -138,6 +154,7 @@ def prepare_run(
     if tracking is not None and process_world()[1] == 0:
         check_tracking_server(tracking)
 
+    from ftconfig.runtime.config._report_to import adjust_report_to
     from ftconfig.runtime.data._cache import default_cache_dir
     from ftconfig.runtime.data._preference import prepare_preferences
     from ftconfig.runtime.data._prepare import prepare_data
@@ -149,12 +166,16 @@ def prepare_run(
         check_adapter_vocabulary,
         check_peft_kwargs,
     )
+    from ftconfig.runtime.training._integrations import check_push_to_hub, check_report_to
 
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
     # Only the main process reports to MLflow: one run per job.
     report_mlflow = tracking is not None and process_world()[1] == 0
+    # What report_to and push_to_hub need (packages, token, network) is there, before the weights load.
+    check_report_to(adjust_report_to(config.training_args.report_to, report_mlflow))
+    check_push_to_hub(config.training_args)
     if is_dpo(config):
         sft_config = build_dpo_config(config, resolved, report_mlflow=report_mlflow)
     else:
@@ -247,6 +268,7 @@ def _check_packing_attention(attn_implementation: str | None) -> str:
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
     from trl import SFTTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
+    from ftconfig.runtime.training._model_card import name_base_model_in_card
     from ftconfig.runtime.training._rotation import NumberedCheckpointRotation
 
     config = run.config
@@ -282,6 +304,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
             data_collator=collator,
             callbacks=callbacks,
         )
+    name_base_model_in_card(trainer, config.run_conf.model)
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
