@@ -204,6 +204,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
 
     from ftconfig.generated.config import NoPeftConfig
     from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
+    from ftconfig.runtime.model._generation_config import inference_generation_config
     from ftconfig.runtime.model._loading import load_model
     from ftconfig.runtime.model._peft import apply_peft
     from ftconfig.runtime.model._quantization import quant_storage_for_fsdp
@@ -222,6 +223,10 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
     modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
+    # Every model this run saves (full checkpoints, the grown base) stops generating at the end of a turn.
+    model.generation_config = inference_generation_config(
+        model.generation_config, run.tokenizer, run.setup.inference_eos
+    )
     uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
     if uses_adapter and run.setup.added_tokens > 0 and is_main:
         # An adapter trained on a grown vocabulary only fits a base model with the same vocabulary.
@@ -358,6 +363,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     try:
         trainer.save_model(str(partial_dir))
         if is_main:
+            _save_generation_config(trainer, partial_dir)
             trainer.save_state()
             replace_directory(partial_dir, final_dir)
     except BaseException:  # Ctrl-C / SIGTERM included: what was written so far is useless
@@ -372,6 +378,16 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
         log_history=list(trainer.state.log_history),
         weights_sha256=weights_digest(trainer.accelerator.unwrap_model(trainer.model)),
     )
+
+
+def _save_generation_config(trainer: Any, checkpoint: Path) -> None:
+    """An adapter checkpoint gets the generation config too (PEFT saves none), so that whoever loads it
+    with its base model can stop at the end of a turn; full-model saves already wrote it."""
+    if (checkpoint / "generation_config.json").is_file():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.generation_config.save_pretrained(checkpoint)
 
 
 def _train(trainer: Any, run: PreparedRun) -> dict[str, float]:

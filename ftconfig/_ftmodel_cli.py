@@ -1,0 +1,109 @@
+"""`ftmodel`: use a trained result: chat with it, generate from a config, merge, export for vLLM, evaluate."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ftconfig.runtime.config._errors import UserError
+
+_BASE_MODEL = click.option(
+    "--base-model",
+    metavar="PATH",
+    help="Load the adapter on this base model instead of the one the run recorded.",
+)
+
+
+def _configure_logging() -> None:
+    """ftconfig's own messages; libraries only when something failed."""
+    logging.basicConfig(level=logging.ERROR, format="ftmodel: %(message)s")
+    logging.getLogger("ftconfig").setLevel(logging.INFO)
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars and advice go to stderr and would interleave with a streamed chat."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ftconfig")
+def cli() -> None:
+    """Use what ftrun trained: chat with it, generate, merge the adapter, export it for vLLM, evaluate it."""
+    _configure_logging()
+
+
+@cli.command()
+@click.argument("reference", metavar="RUN_DIR_OR_MODEL")
+@click.option("--prompt", metavar="TEXT", help="Answer this one message and exit (for scripts).")
+@click.option("--system", metavar="TEXT", help="A system message at the start of the conversation.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="0 answers greedily; above 0 samples.",
+)
+@_BASE_MODEL
+def chat(
+    reference: str,
+    prompt: str | None,
+    system: str | None,
+    max_new_tokens: int,
+    temperature: float,
+    base_model: str | None,
+) -> None:
+    """Chat in the terminal with a trained model (a run directory, a checkpoint or a model folder).
+
+    Type a message and press Enter; /reset starts a new conversation, /exit (or Ctrl-D) quits.
+    """
+    from ftconfig.runtime.inference._chat import ChatSettings, chat_loop, reply
+    from ftconfig.runtime.inference._load import load_inference_model
+    from ftconfig.runtime.inference._run_dir import read_model_source
+
+    source = read_model_source(reference, base_model=base_model)
+    _quiet_libraries()
+    loaded = load_inference_model(source)
+    settings = ChatSettings(max_new_tokens=max_new_tokens, temperature=temperature, system=system)
+    if prompt is not None:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        click.echo(reply(loaded, messages, settings))
+        return
+
+    def write(text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    chat_loop(loaded, settings, read_line=input, write=write)
+
+
+def main() -> None:
+    """Console entry point: user mistakes exit 2 with one message and no traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ftmodel: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except UserError as error:
+        click.echo(str(error), err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("ftmodel: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Using a trained result: load a run directory, chat, generate, merge, export for vLLM, evaluate."""
