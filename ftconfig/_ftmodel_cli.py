@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -85,6 +86,53 @@ def chat(
         sys.stdout.flush()
 
     chat_loop(loaded, settings, read_line=input, write=write)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("output", type=click.Path(path_type=Path, file_okay=False))
+@_BASE_MODEL
+def merge(run_dir: str, output: Path, base_model: str | None) -> None:
+    """Merge the run's adapter into its base model and save model, tokenizer and generation config to OUTPUT."""
+    from ftconfig.runtime.inference._merge import merge_model
+    from ftconfig.runtime.inference._run_dir import read_model_source
+
+    source = read_model_source(run_dir, base_model=base_model)
+    _quiet_libraries()
+    merge_model(source, output)
+    click.echo(f"ftmodel: merged model in {output}")
+
+
+@cli.command("export-vllm")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("output", type=click.Path(path_type=Path, file_okay=False))
+def export_vllm(run_dir: str, output: Path) -> None:
+    """Write an adapter vLLM can load (LoRA tensors only) to OUTPUT; the run directory is left as it is."""
+    from ftconfig.runtime.inference._export_vllm import export_vllm_adapter
+    from ftconfig.runtime.inference._run_dir import read_model_source
+
+    source = read_model_source(run_dir)
+    export_vllm_adapter(source, output)
+    click.echo(f"ftmodel: vLLM adapter in {output} (base model: {source.base_run_conf.model})")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("data", metavar="DATA.jsonl", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@_BASE_MODEL
+def evaluate(run_dir: str, data: Path, batch_size: int, as_json: bool, base_model: str | None) -> None:
+    """Loss, perplexity and token accuracy on held-out chat data, with the run's template and loss mask."""
+    import json
+
+    from ftconfig.runtime.inference._evaluate import evaluate_model, render_evaluation
+    from ftconfig.runtime.inference._run_dir import read_model_source
+
+    source = read_model_source(run_dir, base_model=base_model)
+    _quiet_libraries()
+    result = evaluate_model(source, data, batch_size=batch_size)
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else render_evaluation(result))
 
 
 def main() -> None:

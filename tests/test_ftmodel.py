@@ -3,6 +3,7 @@ evaluate and generate, through the real command line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,231 @@ def test_chat_names_a_base_model_that_moved(quickstart_run: Path, tmp_path: Path
     # The run recorded examples/tiny-llama relative to the repository; from elsewhere it is not there.
     result = ftmodel("chat", str(quickstart_run), "--prompt", "hi", "--base-model", "no/such/folder")
     assert_user_error(result, "--base-model", "no/such/folder")
+
+
+# --- merge ---------------------------------------------------------------------------------------------------
+
+
+def prompt_batch(tokenizer: Any) -> Any:
+    questions = [QUESTION, "What is the capital of Peru?", "Reverse the words: red green blue"]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False
+        )
+        for q in questions
+    ]
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True)
+
+
+def logits_of(model: Any, batch: Any) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def assert_same_model(merged_dir: Path, reference: Any, tokenizer: Any) -> None:
+    """The merged folder, loaded by plain transformers, computes what the adapter form computes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    merged_tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    assert merged_tokenizer.eos_token == tokenizer.eos_token
+    assert len(merged_tokenizer) == len(tokenizer)
+    batch = prompt_batch(tokenizer)
+    torch.testing.assert_close(logits_of(merged, batch), logits_of(reference, batch), atol=1e-4, rtol=1e-4)
+    eos_ids = merged.generation_config.eos_token_id
+    assert tokenizer.eos_token_id in (eos_ids if isinstance(eos_ids, list) else [eos_ids])
+
+
+def test_merge_gives_a_model_that_computes_what_the_adapter_computes(
+    quickstart_run: Path, tmp_path: Path
+) -> None:
+    result = ftmodel("merge", str(quickstart_run), str(tmp_path / "merged"))
+    assert result.returncode == 0, result.stderr
+    model, tokenizer = plain_peft_model(quickstart_run)
+    assert_same_model(tmp_path / "merged", model, tokenizer)
+    # The merged folder is a model folder ftmodel chat takes as well.
+    chat = ftmodel("chat", str(tmp_path / "merged"), "--prompt", QUESTION, "--max-new-tokens", "8")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout == greedy_answer(model, tokenizer, QUESTION, 8) + "\n"
+
+
+def test_merge_refuses_an_existing_output_or_one_inside_the_run(quickstart_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    assert_user_error(ftmodel("merge", str(quickstart_run), str(tmp_path / "taken")), "already exists")
+    inside = quickstart_run / "merged"
+    assert_user_error(ftmodel("merge", str(quickstart_run), str(inside)), "inside")
+    assert not inside.exists()
+
+
+@pytest.fixture(scope="module")
+def trainable_tokens_run(quickstart_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A run directory as a run whose template adds tokens writes it when the adapter carries only the new
+    tokens' rows (PEFT trainable tokens) and no grown base model is saved: the base is the original model with
+    its embeddings resized to the tokenizer. Built by hand from the quickstart's tokenizer and config, with
+    random adapter weights, so that every part of the adapter changes the outputs."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = tmp_path_factory.mktemp("trainable-tokens") / "run"
+    final = run_dir / "checkpoint-final"
+    final.mkdir(parents=True)
+    shutil.copy(quickstart_run / "resolved_config.json", run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(quickstart_run / "checkpoint-final")
+    tokenizer.save_pretrained(final)
+    base = AutoModelForCausalLM.from_pretrained(EXAMPLES / "tiny-llama")
+    new_ids = list(range(base.get_input_embeddings().weight.shape[0], len(tokenizer)))
+    assert new_ids  # chat-ml adds <|im_start|> and <|im_end|>
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    config = LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], trainable_token_indices={"embed_tokens": new_ids}
+    )
+    model = get_peft_model(base, config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.3)
+    model.save_pretrained(final)
+    return run_dir, model.eval()
+
+
+def test_merge_reads_an_adapter_that_carries_only_the_new_token_rows(
+    trainable_tokens_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    run_dir, adapter_model = trainable_tokens_run
+    assert not (run_dir / "checkpoint-new-basemodel").exists()
+    result = ftmodel(
+        "merge", str(run_dir), str(tmp_path / "merged")
+    )  # from the repository: the base is there
+    assert result.returncode == 0, result.stderr
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "checkpoint-final")
+    assert_same_model(tmp_path / "merged", adapter_model, tokenizer)
+
+
+def test_a_run_whose_relative_base_is_not_reachable_says_so(
+    trainable_tokens_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    run_dir, _ = trainable_tokens_run
+    result = ftmodel("merge", str(run_dir), str(tmp_path / "merged"), cwd=tmp_path)
+    assert_user_error(result, "examples/tiny-llama", "--base-model")
+    assert not (tmp_path / "merged").exists()
+
+
+# --- export-vllm ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_lora_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA run whose template adds no tokens, evaluated at its last step on valid.jsonl in one batch."""
+    return train_tiny(
+        tmp_path_factory.mktemp("plain-lora") / "run",
+        data_conf={
+            "chat_template_name": "mistral-with-system",
+            "validation_data": {
+                "type": "CONCATENATION",
+                "datasets": [{"path": str(EXAMPLES / "data/valid.jsonl")}],
+            },
+        },
+        training_args={"max_steps": 10, "eval_strategy": "steps", "eval_steps": 10},
+        batchsize_conf={"per_device_eval_batch_size": 64},
+        sft_args={"train_on_completions_only": True},
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_export_vllm_writes_lora_tensors_only_and_leaves_the_run_alone(
+    plain_lora_run: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    before = snapshot(plain_lora_run)
+    result = ftmodel("export-vllm", str(plain_lora_run), str(tmp_path / "vllm"))
+    assert result.returncode == 0, result.stderr
+    assert snapshot(plain_lora_run) == before
+    exported = tmp_path / "vllm"
+    with safe_open(str(exported / "adapter_model.safetensors"), framework="pt") as handle:
+        names = list(handle.keys())
+    assert names and all(".lora_" in name for name in names)
+    config = json.loads((exported / "adapter_config.json").read_text())
+    assert config["modules_to_save"] is None and config["trainable_token_indices"] is None
+    assert Path(config["base_model_name_or_path"]) == (EXAMPLES / "tiny-llama").resolve()
+    assert (exported / "tokenizer.json").is_file()
+    model, tokenizer = plain_peft_model(plain_lora_run)
+    base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"])
+    reloaded = PeftModel.from_pretrained(base, exported).eval()
+    batch = prompt_batch(tokenizer)
+    import torch
+
+    torch.testing.assert_close(logits_of(reloaded, batch), logits_of(model, batch))
+
+
+def test_export_vllm_refuses_adapters_with_embeddings_and_points_at_merge(
+    quickstart_run: Path, trainable_tokens_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    before = snapshot(quickstart_run)
+    result = ftmodel("export-vllm", str(quickstart_run), str(tmp_path / "a"))
+    assert_user_error(result, "embed_tokens", "ftmodel merge")
+    assert snapshot(quickstart_run) == before
+    result = ftmodel("export-vllm", str(trainable_tokens_run[0]), str(tmp_path / "b"))
+    assert_user_error(result, "rows", "ftmodel merge")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_export_vllm_refuses_a_full_model_run(tmp_path: Path) -> None:
+    run_dir = train_tiny(
+        tmp_path / "full", peft_conf={"peft_type": "NO_PEFT"}, training_args={"max_steps": 1}
+    )
+    assert_user_error(ftmodel("export-vllm", str(run_dir), str(tmp_path / "out")), "NO_PEFT", "ftmodel merge")
+    merged = ftmodel("merge", str(run_dir), str(tmp_path / "merged"))
+    assert merged.returncode == 0, merged.stderr
+    model, tokenizer = plain_peft_model(run_dir)
+    assert_same_model(tmp_path / "merged", model, tokenizer)
+
+
+# --- evaluate ------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_reproduces_the_runs_own_eval_metrics(plain_lora_run: Path) -> None:
+    import math
+
+    state = json.loads((plain_lora_run / "trainer_state.json").read_text())
+    final_eval = [entry for entry in state["log_history"] if "eval_loss" in entry][-1]
+    data = str(EXAMPLES / "data/valid.jsonl")
+    result = ftmodel("evaluate", str(plain_lora_run), data, "--json", "--batch-size", "64")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["examples"] == 40 and metrics["completions_only"] is True
+    assert metrics["loss"] == pytest.approx(final_eval["eval_loss"], rel=1e-5)
+    assert metrics["token_accuracy"] == pytest.approx(final_eval["eval_mean_token_accuracy"], rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    table = ftmodel("evaluate", str(plain_lora_run), data)
+    assert table.returncode == 0, table.stderr
+    assert "perplexity" in table.stdout and f"{metrics['loss']:.4f}" in table.stdout
+
+
+def test_evaluate_names_the_bad_row_of_the_data(plain_lora_run: Path, tmp_path: Path) -> None:
+    data = tmp_path / "held-out.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": {}}\n')
+    assert_user_error(ftmodel("evaluate", str(plain_lora_run), str(data)), f"{data}:2")
+    assert_user_error(
+        ftmodel("evaluate", str(plain_lora_run), str(tmp_path / "none.jsonl")), "file not found"
+    )

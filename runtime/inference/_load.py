@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBas
 
 from ftconfig.generated.config import BnBQuantizationConfig, NoQuantizationConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
-from ftconfig.runtime.inference._run_dir import ModelSource
+from ftconfig.runtime.inference._run_dir import ADAPTER_CONFIG_NAME, RESOLVED_CONFIG_NAME, ModelSource
 from ftconfig.runtime.model._generation_config import inference_generation_config
 from ftconfig.runtime.model._loading import load_model
 
@@ -52,13 +52,17 @@ def _load_errors(location: str, what: str) -> Iterator[None]:
         ) from exc
 
 
-def load_inference_tokenizer(source: ModelSource, *, padding_side: str = "left") -> PreTrainedTokenizerBase:
-    """The tokenizer a run saved for inference (BOS on, EOS = end of turn), left-padded for batches.
+def load_inference_tokenizer(
+    source: ModelSource, *, padding_side: str | None = "left"
+) -> PreTrainedTokenizerBase:
+    """The tokenizer a run saved for inference (BOS on, EOS = end of turn), left-padded for batches (None:
+    as saved).
 
     A tokenizer without a pad token pads with EOS: padding is masked out, so which token it is does not matter.
     """
+    kwargs = {"padding_side": padding_side} if padding_side is not None else {}
     with _load_errors(str(source.checkpoint), "tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source, padding_side=padding_side)
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
@@ -94,6 +98,26 @@ def _generation_config(
     return inference_generation_config(base, tokenizer, str(tokenizer.eos_token))
 
 
+def _base_not_loaded(source: ModelSource, error: ConfigError) -> UserError:
+    """A base model named by a run that does not load here: say where the name came from and the way out."""
+    if source.run_dir is None and source.adapter is None:
+        return error.with_source(str(source.checkpoint))
+    where = (
+        f"{source.run_dir / RESOLVED_CONFIG_NAME} ($.config.run_conf.model)"
+        if source.run_dir is not None
+        else f"{source.checkpoint / ADAPTER_CONFIG_NAME} (base_model_name_or_path)"
+    )
+    reason = "; ".join(item.message for item in error.items)
+    return UserError(
+        ErrorItem(
+            where,
+            f"cannot load the base model: {reason}",
+            "Relative paths are read from the current directory: run from where ftrun ran, "
+            "or pass --base-model PATH",
+        )
+    )
+
+
 def base_model_of(model: Any) -> Any:
     """The transformers model inside a PeftModel (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -103,7 +127,7 @@ def load_inference_model(
     source: ModelSource,
     *,
     quant_conf: BnBQuantizationConfig | NoQuantizationConfig | None = None,
-    padding_side: str = "left",
+    padding_side: str | None = "left",
 ) -> LoadedModel:
     """Load tokenizer, base model and adapter as `source` describes, in eval mode, on the GPU when there is one."""
     tokenizer = load_inference_tokenizer(source, padding_side=padding_side)
@@ -112,7 +136,7 @@ def load_inference_model(
     try:
         model = load_model(run_conf, quant, use_cache=True)
     except ConfigError as exc:
-        raise exc.with_source(str(source.run_dir or source.checkpoint)) from None
+        raise _base_not_loaded(source, exc) from None
     quantized = isinstance(quant, BnBQuantizationConfig)
     if run_conf.model_args.device_map is None and not quantized and torch.cuda.is_available():
         model = model.to("cuda")
