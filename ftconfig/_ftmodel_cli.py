@@ -89,6 +89,24 @@ def chat(
 
 
 @cli.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("output", metavar="OUTPUT", type=click.Path(path_type=Path))
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def generate(config_path: Path, output: Path, batch_size: int) -> None:
+    """Answer the prompts a generation config describes; write one record per answer to OUTPUT (JSON Lines,
+    or YAML when OUTPUT ends in .yaml)."""
+    from ftconfig.runtime.config._load import load_generation_config_file
+    from ftconfig.runtime.inference._generate import check_output_file, generate_records, write_records
+
+    config = load_generation_config_file(config_path)
+    check_output_file(output)
+    _quiet_libraries()
+    records = generate_records(config, batch_size=batch_size, progress=sys.stderr.isatty())
+    write_records(records, output)
+    click.echo(f"ftmodel: {len(records)} answers in {output}")
+
+
+@cli.command()
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.argument("output", type=click.Path(path_type=Path, file_okay=False))
 @_BASE_MODEL

@@ -12,6 +12,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 ROOT_SCHEMA_NAME = "finetuning.schema.json"
+# A generation config (`ftmodel generate`) is the other root document; it reuses the finetuning definitions.
+GENERATION_SCHEMA_NAME = "generation.schema.json"
+ROOT_SCHEMA_NAMES = (ROOT_SCHEMA_NAME, GENERATION_SCHEMA_NAME)
 
 
 @functools.cache
@@ -44,6 +47,16 @@ def config_validator() -> Draft202012Validator:
     """The cached validator for a whole finetuning config."""
     return Draft202012Validator(
         root_schema(), registry=schema_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+@functools.cache
+def generation_validator() -> Draft202012Validator:
+    """The cached validator for a whole generation config."""
+    return Draft202012Validator(
+        schema_documents()[GENERATION_SCHEMA_NAME],
+        registry=schema_registry(),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
     )
 
 

@@ -44,10 +44,12 @@ class ModelSource:
     config: FinetuningConfig | None
     run_dir: Path | None
     adapter_config: dict[str, Any]
+    tokenizer: str | None = None
 
     @property
     def tokenizer_source(self) -> str:
-        return str(self.checkpoint)
+        """Where the inference tokenizer is read from: the checkpoint, unless a tokenizer was named."""
+        return self.tokenizer or str(self.checkpoint)
 
     @property
     def describe(self) -> str:
