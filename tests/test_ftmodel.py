@@ -438,3 +438,97 @@ def test_evaluate_names_the_bad_row_of_the_data(plain_lora_run: Path, tmp_path: 
     assert_user_error(
         ftmodel("evaluate", str(plain_lora_run), str(tmp_path / "none.jsonl")), "file not found"
     )
+
+
+# --- generate ------------------------------------------------------------------------------------------------
+
+
+def write_yaml(path: Path, document: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def test_generate_answers_held_out_prompts_in_batches_like_one_at_a_time(
+    quickstart_run: Path, tmp_path: Path
+) -> None:
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {"model": str(quickstart_run)},
+            "prompt_conf": {"type": "eval-data", "data": {"path": str(EXAMPLES / "data/valid.jsonl")}},
+            "hf_gen_params": {"max_new_tokens": 8},
+        },
+    )
+    result = ftmodel("generate", str(config), str(tmp_path / "answers.jsonl"), "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (EXAMPLES / "data/valid.jsonl").read_text().splitlines()]
+    assert len(records) == len(rows) == 40
+    assert [r["id"] for r in records] == [str(i) for i in range(40)]
+    assert records[0]["reference_answers"] == [rows[0]["messages"][-1]["content"]]
+    assert records[0]["prompt"] == rows[0]["messages"][-2]["content"]
+    assert all(r["truncated"] is False for r in records)
+    assert records[0]["gen_params"]["max_new_tokens"] == 8
+    model, tokenizer = plain_peft_model(quickstart_run)
+    for record in records[:4]:
+        text = tokenizer.apply_chat_template(record["messages"], add_generation_prompt=True, tokenize=False)
+        inputs = tokenizer(text, return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+        expected = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert record["answer"] == expected
+
+
+def test_generate_open_input_with_an_adapter_writes_yaml(quickstart_run: Path, tmp_path: Path) -> None:
+    import yaml
+
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {
+                "model": str(quickstart_run / "checkpoint-new-basemodel"),
+                "adapter": str(quickstart_run / "checkpoint-final"),
+            },
+            "prompt_conf": {"type": "open-input", "input": QUESTION, "num_samples": 3},
+            "hf_gen_params": {"max_new_tokens": 6},
+        },
+    )
+    result = ftmodel("generate", str(config), str(tmp_path / "answers.yaml"))
+    assert result.returncode == 0, result.stderr
+    records = yaml.safe_load((tmp_path / "answers.yaml").read_text())
+    assert [r["id"] for r in records] == ["0", "1", "2"]
+    assert len({r["answer"] for r in records}) == 1  # greedy: the same answer three times
+    assert records[0]["reference_answers"] == [] and records[0]["dataset"] == "_open_prompt_data_"
+
+
+def test_generate_rejects_bad_gen_params_and_paths_before_loading_anything(tmp_path: Path) -> None:
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {"model": str(EXAMPLES / "tiny-llama")},
+            "prompt_conf": {"type": "open-input", "input": "hi"},
+            "hf_gen_params": {"max_new_token": 8},
+        },
+    )
+    result = ftmodel("generate", str(config), str(tmp_path / "out.jsonl"))
+    assert_user_error(result, "$.hf_gen_params.max_new_token", "max_new_tokens")
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {"model": str(EXAMPLES / "tiny-llama"), "adapter": str(tmp_path)},
+            "prompt_conf": {"type": "eval-data", "data": {"path": str(tmp_path / "missing.jsonl")}},
+        },
+    )
+    assert_user_error(
+        ftmodel("generate", str(config), str(tmp_path / "out.jsonl")), "$.prompt_conf.data.path"
+    )
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {"model": str(EXAMPLES / "tiny-llama"), "adapter": str(tmp_path)},
+            "prompt_conf": {"type": "open-input"},
+        },
+    )
+    assert_user_error(ftmodel("generate", str(config), str(tmp_path / "out.jsonl")), "$.model_conf.adapter")
+    assert not (tmp_path / "out.jsonl").exists()
