@@ -532,3 +532,48 @@ def test_generate_rejects_bad_gen_params_and_paths_before_loading_anything(tmp_p
     )
     assert_user_error(ftmodel("generate", str(config), str(tmp_path / "out.jsonl")), "$.model_conf.adapter")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# --- the documented commands ---------------------------------------------------------------------------------
+
+
+def after_training_commands(document: Path) -> list[str]:
+    """The `ftmodel ...` lines of the shell blocks in a document's "After training" section."""
+    import re
+
+    text = document.read_text(encoding="utf-8")
+    section = text.split("## After training\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```(?:sh|bash)\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.startswith("ftmodel ")]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/guide.md"])
+def test_every_after_training_command_in_the_docs_works_on_the_quickstart_result(
+    quickstart_run: Path, tmp_path: Path, document: str
+) -> None:
+    import shlex
+
+    commands = after_training_commands(REPO_ROOT / document)
+    assert {shlex.split(line)[1] for line in commands} >= {
+        "chat",
+        "evaluate",
+        "generate",
+        "merge",
+        "export-vllm",
+    }
+    # A workspace laid out like the repository after `make quickstart`.
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "quickstart").symlink_to(quickstart_run)
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    for line in commands:
+        command, _, comment = line.partition("#")
+        args = shlex.split(command)[1:]
+        interactive = args[0] == "chat" and "--prompt" not in args
+        result = ftmodel(*args, cwd=tmp_path, stdin=f"{QUESTION}\n/exit\n" if interactive else None)
+        if "refused" in comment:
+            assert_user_error(result, "ftmodel merge")
+        else:
+            assert result.returncode == 0, f"{line}\n{result.stderr}"
+            assert result.stdout.strip(), line
+    assert (tmp_path / "outputs" / "quickstart-merged" / "model.safetensors").is_file()
+    assert len((tmp_path / "outputs" / "answers.jsonl").read_text().splitlines()) == 40
