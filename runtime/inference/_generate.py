@@ -193,7 +193,7 @@ def write_records(records: list[dict[str, Any]], output: Path) -> None:
 
                 yaml = YAML(typ="safe", pure=True)
                 yaml.default_flow_style = False
-                yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+                yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep record key order
                 yaml.dump(records, handle)
             else:
                 for record in records:
