@@ -577,3 +577,48 @@ def test_every_after_training_command_in_the_docs_works_on_the_quickstart_result
             assert result.stdout.strip(), line
     assert (tmp_path / "outputs" / "quickstart-merged" / "model.safetensors").is_file()
     assert len((tmp_path / "outputs" / "answers.jsonl").read_text().splitlines()) == 40
+
+
+def test_interactive_chat_in_a_real_terminal(quickstart_run: Path) -> None:
+    """Through a pty, as a person would use it: prompts appear, the reply streams, /exit ends with code 0."""
+    import os
+    import pty
+    import select
+    import time
+
+    controller, terminal = pty.openpty()
+    command = [
+        sys.executable,
+        "-m",
+        "ftconfig._ftmodel_cli",
+        "chat",
+        str(quickstart_run),
+        "--max-new-tokens",
+        "6",
+    ]
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, cwd=REPO_ROOT)
+    os.close(terminal)
+    seen = b""
+
+    def read_until(marker: bytes, count: int = 1, timeout: float = 300.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while seen.count(marker) < count:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                seen += os.read(controller, 4096)
+
+    try:
+        read_until(b"you> ")
+        os.write(controller, f"{QUESTION}\r".encode())
+        read_until(b"model> ")
+        read_until(b"you> ", count=2, timeout=120)
+        os.write(controller, b"/exit\r")
+        assert process.wait(timeout=60) == 0, seen.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    assert b"Traceback" not in seen
+    assert seen.count(b"you> ") == 2
