@@ -622,3 +622,24 @@ def test_interactive_chat_in_a_real_terminal(quickstart_run: Path) -> None:
         os.close(controller)
     assert b"Traceback" not in seen
     assert seen.count(b"you> ") == 2
+
+
+def test_generate_with_a_4bit_quantized_base(quickstart_run: Path, tmp_path: Path) -> None:
+    config = write_yaml(
+        tmp_path / "gen.yaml",
+        {
+            "model_conf": {"model": str(quickstart_run)},
+            "prompt_conf": {"type": "open-input", "input": QUESTION, "num_samples": 2},
+            "hf_gen_params": {"max_new_tokens": 4},
+            "quant_conf": {
+                "quantization_type": "bits-and-bytes",
+                "load_in_4bit": True,
+                "bnb_4bit_quant_type": "nf4",
+                "bnb_4bit_compute_dtype": "float32",
+            },
+        },
+    )
+    result = ftmodel("generate", str(config), str(tmp_path / "answers.jsonl"))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(isinstance(r["answer"], str) for r in records)
