@@ -28,13 +28,17 @@ def cli() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing for valid files.")
 def validate(files: tuple[Path, ...], quiet: bool) -> None:
-    """Validate config FILES (YAML 1.2 or JSON); exit 2 if any is invalid."""
-    from ftconfig.runtime.config._load import load_config_file
+    """Validate config FILES (YAML 1.2 or JSON); exit 2 if any is invalid.
+
+    A file with a top-level `model_conf` is checked as a generation config (ftmodel generate), any other as a
+    finetuning config (ftrun).
+    """
+    from ftconfig.runtime.config._load import load_any_config_file
 
     exit_code = 0
     for path in files:
         try:
-            load_config_file(path)
+            load_any_config_file(path)
         except UserError as error:
             _echo_error(error)
             exit_code |= error.exit_code

@@ -13,15 +13,6 @@ class Struct(_Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-ExperimentConfig: TypeAlias = Annotated[
-    Any,
-    Meta(
-        description='A finetuning config. The top-level `method` chooses the document: sft (the default, also when `method` is absent) is FinetuningConfig; dpo is DPOFinetuningConfig.',
-        title='ExperimentConfig',
-    ),
-]
-
-
 ChatTemplateName: TypeAlias = Annotated[
     Literal['mistral-with-system', 'chat-ml', 'poro', 'keep-original', 'simplified-llama31'],
     Meta(
@@ -2943,6 +2934,70 @@ class SilogenDPOConfig(Struct, kw_only=True):
     ) = 512
 
 
+class InferenceModelConfig(Struct, kw_only=True):
+    """
+    The model that generates: a base model, optionally with an adapter on top.
+    """
+
+    model: Annotated[
+        str,
+        Meta(
+            description='A model folder or Hub id: the base model, a merged model, or an ftrun output_dir (its checkpoint-final with the base model the run recorded).',
+            min_length=1,
+        ),
+    ]
+    model_args: (
+        Annotated[
+            ModelArguments,
+            Meta(
+                description='Keyword arguments for AutoModelForCausalLM.from_pretrained.'
+            ),
+        ]
+    ) = field(default_factory=lambda: convert({},  type=ModelArguments))
+    adapter: (
+        Annotated[
+            str,
+            Meta(
+                description='A PEFT adapter folder to apply on top of model (e.g. an ftrun checkpoint-final).',
+                min_length=1,
+            ),
+        ]
+        | None
+    ) = None
+    tokenizer: (
+        Annotated[
+            str,
+            Meta(
+                description='Where the tokenizer comes from. Defaults to the adapter if given, else the model.',
+                min_length=1,
+            ),
+        ]
+        | None
+    ) = None
+
+
+class OpenInputPrompts(Struct, kw_only=True, tag_field='type', tag='open-input'):
+    """
+    One user message, answered num_samples times (useful with sampling).
+    """
+
+    input: Annotated[str, Meta(description='The user message.')] | UnsetType = ''
+    num_samples: (
+        Annotated[int, Meta(description='How many answers to generate for it.', ge=1)]
+    ) = 1
+
+
+class EvalDataPrompts(Struct, kw_only=True, tag_field='type', tag='eval-data'):
+    """
+    Prompts from a chat data file: each conversation up to its last user turn is a prompt, and the assistant turn after it (when there is one) is the reference answer.
+    """
+
+    data: Annotated[
+        DatasetDefinition,
+        Meta(description='The chat data file (JSONL, one conversation per line).'),
+    ]
+
+
 TrainingDataInput: TypeAlias = Annotated[
     ConcatenationDataInput | WeightedMixDataInput,
     Meta(
@@ -3027,6 +3082,15 @@ QuantizationConfig: TypeAlias = Annotated[
     Meta(
         description='Quantization configuration, chosen by `quantization_type`.',
         title='QuantizationConfig',
+    ),
+]
+
+
+PromptConfig: TypeAlias = Annotated[
+    OpenInputPrompts | EvalDataPrompts,
+    Meta(
+        description='Where the prompts come from, chosen by `type`.',
+        title='PromptConfig',
     ),
 ]
 
@@ -3128,6 +3192,50 @@ class DPOFinetuningConfig(Struct, kw_only=True):
     )
 
 
+class GenerationConfig(Struct, kw_only=True):
+    """
+    The structure of a generation config (`ftmodel generate CONFIG OUTPUT`): which model answers which prompts, with which generation settings. A document with a top-level `model_conf` is a generation config. Additional properties are not allowed.
+    """
+
+    model_conf: Annotated[
+        InferenceModelConfig,
+        Meta(
+            description='The model to generate with: base model, optional adapter, tokenizer.'
+        ),
+    ]
+    prompt_conf: Annotated[
+        PromptConfig,
+        Meta(
+            description='Where the prompts come from: one open input repeated, or the user turns of a chat data file.'
+        ),
+    ]
+    field_schema: (
+        Annotated[
+            str,
+            Meta(
+                description='Path or URL of this JSON Schema, for editors. Ignored by ftmodel.'
+            ),
+        ]
+        | UnsetType
+    ) = field(name='$schema', default=UNSET)
+    hf_gen_params: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="Keyword arguments for transformers' GenerationConfig (max_new_tokens, do_sample, temperature, top_p, num_beams, ...). Checked against GenerationConfig before the model loads. Unset: greedy decoding, at most 512 new tokens, stopping at the end of the assistant turn."
+            ),
+        ]
+    ) = field(default_factory=dict)
+    quant_conf: (
+        Annotated[
+            QuantizationConfig,
+            Meta(description='Quantization of the base model while generating.'),
+        ]
+    ) = (
+        field(default_factory=lambda: convert({'quantization_type': 'no-quantization'},  type=QuantizationConfig))
+    )
+
+
 class FinetuningConfig(Struct, kw_only=True):
     """
     One supervised finetuning (SFT) run: method sft, or no method at all. Additional properties are not allowed.
@@ -3182,19 +3290,11 @@ class FinetuningConfig(Struct, kw_only=True):
     )
 
 
-DPOExperiment: TypeAlias = Annotated[
-    DPOFinetuningConfig,
-    Meta(
-        description='A config with method dpo: a DPOFinetuningConfig.',
-        title='DPOExperiment',
-    ),
-]
+class FtconfigDocuments(Struct, kw_only=True):
+    """
+    The root documents ftconfig reads, side by side so that one generated module holds every struct.
+    """
 
-
-SFTExperiment: TypeAlias = Annotated[
-    FinetuningConfig,
-    Meta(
-        description='A config with method sft (or no method): a FinetuningConfig.',
-        title='SFTExperiment',
-    ),
-]
+    finetuning: FinetuningConfig | UnsetType = UNSET
+    dpo: DPOFinetuningConfig | UnsetType = UNSET
+    generation: GenerationConfig | UnsetType = UNSET

@@ -35,7 +35,7 @@ def test_ftschema_reports_a_bug_with_the_traceback_and_exit_1(monkeypatch, capsy
     from ftconfig._ftschema_cli import main
     from ftconfig.runtime.config import _load
 
-    monkeypatch.setattr(_load, "load_config_file", our_bug)
+    monkeypatch.setattr(_load, "load_any_config_file", our_bug)
     code, output = run_main(
         main, ["ftschema", "validate", str(EXAMPLES / "minimal.yaml")], monkeypatch, capsys
     )

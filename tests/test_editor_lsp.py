@@ -296,3 +296,46 @@ def test_shipped_example_with_relative_modeline_has_no_diagnostics(
     line = next(n for n, text in enumerate(lines) if text.startswith("  max_seq_length:"))
     description = bundle["$defs"]["SFTArguments"]["properties"]["max_seq_length"]["description"]
     assert description in unescape_markdown(lsp.hover(uri, line, 3))
+
+
+# ---------------------------------------------------------------------------------- generation configs
+
+GENERATION_SCHEMA = ROOT / "generated" / "ftconfig-generation.schema.json"
+GENERATE_EXAMPLE = ROOT / "examples" / "generate.yaml"
+
+
+def generation_modeline() -> str:
+    return f"# yaml-language-server: $schema={GENERATION_SCHEMA}\n"
+
+
+def test_generation_config_completion_offers_its_sections_and_model_keys(
+    lsp: LspClient, tmp_path: Path
+) -> None:
+    doc = Doc(lsp, tmp_path / "gen.yaml", generation_modeline() + CURSOR + "\n")
+    labels = doc.completion_labels()
+    assert {"model_conf", "prompt_conf", "hf_gen_params", "quant_conf"} <= labels, sorted(labels)
+    assert "data_conf" not in labels
+    doc = Doc(lsp, tmp_path / "gen2.yaml", generation_modeline() + f"model_conf:\n  model: m\n  {CURSOR}\n")
+    assert {"adapter", "tokenizer", "model_args"} <= doc.completion_labels()
+
+
+def test_generation_config_prompt_source_is_chosen_by_type(lsp: LspClient, tmp_path: Path) -> None:
+    text = generation_modeline() + f"model_conf:\n  model: m\nprompt_conf:\n  type: open-input\n  {CURSOR}\n"
+    labels = Doc(lsp, tmp_path / "gen.yaml", text).completion_labels()
+    assert {"input", "num_samples"} <= labels and "data" not in labels, sorted(labels)
+
+
+def test_shipped_generation_example_has_no_diagnostics_and_a_typo_is_flagged(
+    lsp: LspClient, tmp_path: Path
+) -> None:
+    uri = lsp.did_open(GENERATE_EXAMPLE)
+    diagnostics = lsp.wait_for_diagnostics(uri, settle=0.3)
+    assert diagnostics == [], describe(diagnostics)
+    body = "".join(GENERATE_EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[1:])
+    doc = Doc(
+        lsp,
+        tmp_path / "gen.yaml",
+        generation_modeline() + body.replace("  type: eval-data", "  type: eval-dat"),
+    )
+    line = doc.line_of("  type:")
+    assert line in diagnostic_lines(doc.diagnostics())

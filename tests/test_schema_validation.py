@@ -162,7 +162,9 @@ def test_every_error_is_reported_at_once() -> None:
     assert len(caught.value.items) == 3
 
 
-@pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("*.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(path.name for path in EXAMPLES.glob("*.yaml") if path.name != "generate.yaml")
+)
 def test_shipped_example_configs_validate(name: str) -> None:
     config = load_config(read_document(EXAMPLES / name))
     assert config.method == ("dpo" if name.startswith("dpo") else "sft")

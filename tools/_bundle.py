@@ -1,4 +1,5 @@
-"""Write `generated/ftconfig.schema.json`: every schema file merged into one, with only local `$ref`s.
+"""Write `generated/ftconfig.schema.json` (finetuning configs) and `generated/ftconfig-generation.schema.json`
+(generation configs): each root with every schema file it can reach merged in, with only local `$ref`s.
 
 Editors (VS Code, yaml-language-server) and CI tools get one file they can use as is, without resolving our
 cross-file references.
@@ -10,13 +11,24 @@ import copy
 import json
 from typing import Any
 
-from ftconfig.runtime.config._schema import ROOT_SCHEMA_NAME, schema_documents
+from ftconfig.runtime.config._schema import (
+    GENERATION_SCHEMA_NAME,
+    ROOT_SCHEMA_NAME,
+    ROOT_SCHEMA_NAMES,
+    schema_documents,
+)
 from ftconfig.tools._files import write_or_check
-from ftconfig.tools._paths import BUNDLE_FILE
+from ftconfig.tools._paths import BUNDLE_FILE, GENERATION_BUNDLE_FILE
 
 __all__ = ["BUNDLE_ID", "BundleError", "build_bundle", "render_bundle", "write_bundle"]
 
 BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig.schema.json"
+GENERATION_BUNDLE_ID = "https://ftconfig.dev/schema/ftconfig-generation.schema.json"
+# Each bundle: its root schema file, its $id and where it is written.
+BUNDLES = (
+    (ROOT_SCHEMA_NAME, BUNDLE_ID, BUNDLE_FILE),
+    (GENERATION_SCHEMA_NAME, GENERATION_BUNDLE_ID, GENERATION_BUNDLE_FILE),
+)
 
 
 class BundleError(RuntimeError):
@@ -62,16 +74,20 @@ def _null_first(node: Any) -> Any:
     return result
 
 
-def build_bundle() -> dict[str, Any]:
-    """The single-file schema, as a dict."""
-    documents = schema_documents()
+def build_bundle(root_name: str = ROOT_SCHEMA_NAME, bundle_id: str = BUNDLE_ID) -> dict[str, Any]:
+    """The single-file schema of one root document, as a dict (the other root is left out)."""
+    documents = {
+        name: document
+        for name, document in schema_documents().items()
+        if name == root_name or name not in ROOT_SCHEMA_NAMES
+    }
     # Files referenced as a whole (training_args) become one definition named after their title.
     whole_files = {name: _definition_name(doc) for name, doc in documents.items() if "properties" in doc}
-    root = copy.deepcopy(documents[ROOT_SCHEMA_NAME])
+    root = copy.deepcopy(documents[root_name])
     definitions: dict[str, Any] = {}
     for name, document in documents.items():
         document = copy.deepcopy(document)
-        if name != ROOT_SCHEMA_NAME and name in whole_files:
+        if name != root_name and name in whole_files:
             body = {key: value for key, value in document.items() if key not in ("$schema", "$id", "$defs")}
             definitions[whole_files[name]] = body
         for def_name, definition in document.get("$defs", {}).items():
@@ -79,7 +95,7 @@ def build_bundle() -> dict[str, Any]:
                 raise BundleError(f"$defs name {def_name!r} is defined twice (second time in {name})")
             definitions[def_name] = definition
     root.pop("$defs", None)
-    root["$id"] = BUNDLE_ID
+    root["$id"] = bundle_id
     root["$defs"] = dict(sorted(definitions.items()))
     bundle: dict[str, Any] = _with_user_titles(_null_first(_rewrite_refs(root, whole_files)))
     return bundle
@@ -139,10 +155,13 @@ def _with_user_titles(bundle: dict[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-def render_bundle() -> str:
-    return json.dumps(build_bundle(), indent=2, ensure_ascii=False) + "\n"
+def render_bundle(root_name: str = ROOT_SCHEMA_NAME, bundle_id: str = BUNDLE_ID) -> str:
+    return json.dumps(build_bundle(root_name, bundle_id), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_bundle(*, check: bool) -> bool:
-    """Write (or compare, with check) the bundle; return True when it is up to date."""
-    return write_or_check(BUNDLE_FILE, render_bundle(), check=check)
+    """Write (or compare, with check) both bundles; return True when they are up to date."""
+    fresh = True
+    for root_name, bundle_id, target in BUNDLES:
+        fresh = write_or_check(target, render_bundle(root_name, bundle_id), check=check) and fresh
+    return fresh

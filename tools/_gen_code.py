@@ -7,14 +7,17 @@ structs that forbid unknown fields, `Literal` enums, named aliases for the union
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from ftconfig.runtime.config._schema import CODEGEN_ROOT_NAMES
 from ftconfig.tools._files import write_or_check
-from ftconfig.tools._paths import ROOT_SCHEMA, STRUCTS_FILE
+from ftconfig.tools._paths import SCHEMA_DIR, STRUCTS_FILE
 
 __all__ = ["CODEGEN_FLAGS", "HEADER", "CodegenError", "gen_code", "render_structs"]
 
@@ -44,9 +47,25 @@ class CodegenError(RuntimeError):
     """datamodel-code-generator failed or warned."""
 
 
+# The generator takes one root; this one names every root document so that one module holds all structs (a
+# generation config reuses ModelArguments, QuantizationConfig and DatasetDefinition of the finetuning config).
+UMBRELLA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "FtconfigDocuments",
+    "description": "The root documents ftconfig reads, side by side so that one generated module holds every struct.",
+    "type": "object",
+    "properties": {name.split(".")[0]: {"$ref": name} for name in CODEGEN_ROOT_NAMES},
+    "additionalProperties": False,
+}
+
+
 def render_structs() -> str:
     """Run the generator into a temporary file and return the module text."""
     with tempfile.TemporaryDirectory() as tmp:
+        for schema_file in SCHEMA_DIR.glob("*.schema.json"):
+            shutil.copy(schema_file, Path(tmp) / schema_file.name)
+        umbrella = Path(tmp) / "documents.schema.json"
+        umbrella.write_text(json.dumps(UMBRELLA), encoding="utf-8")
         target = Path(tmp) / "config.py"
         env = dict(os.environ, PYTHONWARNINGS="error::UserWarning")
         command = [
@@ -54,7 +73,7 @@ def render_structs() -> str:
             "-m",
             "datamodel_code_generator",
             "--input",
-            str(ROOT_SCHEMA),
+            str(umbrella),
             *CODEGEN_FLAGS,
             "--output",
             str(target),

@@ -51,6 +51,10 @@ Editors complete and check a config when it names the bundled schema, e.g. with 
 `# yaml-language-server: $schema=<path or URL of generated/ftconfig.schema.json>`
 (see [pointing your editor at the schema](guide.md#point-your-editor-at-the-schema)).
 
+A generation config (`ftmodel generate CONFIG OUTPUT`, recognised by its top-level `model_conf`) is
+described under [GenerationConfig](#generationconfig); editors use `generated/ftconfig-generation.schema.json`
+for it.
+
 Each table gives a key's type (a link for a nested section), whether it is required (✅), the values it
 accepts, its default as JSON (empty when there is none) and what it does.
 """

@@ -12,6 +12,7 @@ __all__ = [
     "DOCS_DIR",
     "EXAMPLES_DIR",
     "GENERATED_DIR",
+    "GENERATION_BUNDLE_FILE",
     "REPO_ROOT",
     "ROOT_SCHEMA",
     "SCHEMA_DIR",
@@ -27,6 +28,7 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 ROOT_SCHEMA = SCHEMA_DIR / "experiment.schema.json"
 STRUCTS_FILE = GENERATED_DIR / "config.py"
 BUNDLE_FILE = GENERATED_DIR / "ftconfig.schema.json"
+GENERATION_BUNDLE_FILE = GENERATED_DIR / "ftconfig-generation.schema.json"
 
 
 def is_source_checkout() -> bool:

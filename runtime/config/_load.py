@@ -15,27 +15,35 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
-from ftconfig.runtime.config._schema import config_validator
+from ftconfig.runtime.config._schema import config_validator, generation_validator
 from ftconfig.runtime.config._schema_errors import describe_errors
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig, GenerationConfig
 
     ExperimentConfig: TypeAlias = FinetuningConfig | DPOFinetuningConfig
 
 __all__ = [
+    "GENERATION_KEY",
     "apply_set_overrides",
     "convert_document",
+    "is_generation_document",
+    "load_any_config_file",
     "load_config",
     "load_config_file",
+    "load_generation_config",
+    "load_generation_config_file",
     "parse_document",
     "parse_value",
     "read_document",
     "to_json_data",
     "validate_document",
 ]
+
+# The key that makes a document a generation config (required there, unknown in a finetuning config).
+GENERATION_KEY = "model_conf"
 
 
 def _yaml_loader() -> Any:
@@ -241,6 +249,47 @@ def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> ExperimentCo
     """Read, override, validate and convert a config file: the one way every caller loads a config."""
     document = apply_set_overrides(read_document(path), sets)
     try:
+        return load_config(document)
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None
+
+
+def is_generation_document(document: dict[str, Any]) -> bool:
+    """Whether a parsed document is a generation config rather than a finetuning config."""
+    return GENERATION_KEY in document
+
+
+def load_generation_config(document: dict[str, Any]) -> GenerationConfig:
+    """Validate a parsed generation config (all errors at once) and convert it into its struct."""
+    from ftconfig.generated.config import GenerationConfig
+
+    data = to_json_data(document)
+    errors = list(generation_validator().iter_errors(data))
+    if errors:
+        raise ConfigError(describe_errors(errors))
+    try:
+        return msgspec.convert(_integral_floats_as_ints(data), GenerationConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        raise RuntimeError(
+            f"internal error: the schema accepted this generation config but the generated structs did not "
+            f"({exc}). Please report it: schema and generated code disagree."
+        ) from exc
+
+
+def load_generation_config_file(path: str | Path) -> GenerationConfig:
+    """Read, validate and convert a generation config file (`ftmodel generate`)."""
+    try:
+        return load_generation_config(read_document(path))
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None
+
+
+def load_any_config_file(path: str | Path) -> ExperimentConfig | GenerationConfig:
+    """A finetuning or a generation config, told apart by the generation config's `model_conf` key."""
+    document = read_document(path)
+    try:
+        if is_generation_document(document):
+            return load_generation_config(document)
         return load_config(document)
     except ConfigError as exc:
         raise exc.with_source(str(path)) from None

@@ -12,11 +12,15 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 __all__ = [
+    "CODEGEN_ROOT_NAMES",
+    "GENERATION_SCHEMA_NAME",
     "METHOD_SCHEMA_NAMES",
     "ROOT_SCHEMA_NAME",
+    "ROOT_SCHEMA_NAMES",
     "SECRET_KEYWORD",
     "check_schemas",
     "config_validator",
+    "generation_validator",
     "root_schema",
     "schema_documents",
     "schema_registry",
@@ -26,6 +30,12 @@ __all__ = [
 ROOT_SCHEMA_NAME = "experiment.schema.json"
 # The document each training method is validated against; the root chooses one by the top-level `method`.
 METHOD_SCHEMA_NAMES = {"sft": "finetuning.schema.json", "dpo": "dpo.schema.json"}
+# A generation config (`ftmodel generate`) is the other root document; it reuses the finetuning definitions.
+GENERATION_SCHEMA_NAME = "generation.schema.json"
+ROOT_SCHEMA_NAMES = (ROOT_SCHEMA_NAME, GENERATION_SCHEMA_NAME)
+# The documents whose structs gen-code generates side by side: each method's document and the generation config
+# (the root itself only chooses a method document by `method`).
+CODEGEN_ROOT_NAMES = (*METHOD_SCHEMA_NAMES.values(), GENERATION_SCHEMA_NAME)
 # Our annotation keyword on a property that holds a secret: "value" (the whole value is a secret) or "uri" (a
 # URI whose user:password@ and token-like query parameters are secrets). Validators ignore it.
 SECRET_KEYWORD = "x-ftconfig-secret"
@@ -94,6 +104,15 @@ def secret_properties() -> dict[tuple[str, ...], str]:
     root = root_schema()
     walk(root, schema_registry().resolver(base_uri=root["$id"]), ())
     return found
+
+
+def generation_validator() -> Draft202012Validator:
+    """The cached validator for a whole generation config."""
+    return Draft202012Validator(
+        schema_documents()[GENERATION_SCHEMA_NAME],
+        registry=schema_registry(),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def check_schemas() -> None:

@@ -11,12 +11,12 @@ from transformers.utils.chat_template_utils import render_jinja_template
 
 from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
-__all__ = ["IGNORE_INDEX", "encode_conversations", "render_conversations", "trained_text"]
+__all__ = ["IGNORE_INDEX", "adds_bos", "encode_conversations", "render_conversations", "trained_text"]
 
 IGNORE_INDEX = -100
 
 
-def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether tokenizing puts BOS in front by itself (then a template's BOS text would make a second one)."""
     bos_id = tokenizer.bos_token_id
     return bos_id is not None and tokenizer("a")["input_ids"][:1] == [bos_id]
@@ -43,7 +43,7 @@ def render_conversations(
     if not with_spans:
         spans = [[] for _ in texts]
     bos = tokenizer.bos_token
-    if bos and _adds_bos(tokenizer):
+    if bos and adds_bos(tokenizer):
         cut = len(bos)
         for i, text in enumerate(texts):
             if text.startswith(bos):

@@ -321,6 +321,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
                 from ftconfig.runtime.training._dpo import drop_reference_adapter
 
                 drop_reference_adapter(partial_dir)
+            _save_generation_config(trainer, partial_dir)
             trainer.save_state()
             replace_directory(partial_dir, final_dir)
     except BaseException:  # Ctrl-C / SIGTERM included: what was written so far is useless
@@ -356,6 +357,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     from transformers import enable_full_determinism, set_seed
 
     from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
+    from ftconfig.runtime.model._generation_config import inference_generation_config
     from ftconfig.runtime.model._loading import load_model
     from ftconfig.runtime.model._peft import apply_peft
     from ftconfig.runtime.model._quantization import quant_storage_for_fsdp
@@ -374,6 +376,10 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
     new_rows = grow_embeddings(model, run.tokenizer, run.setup.new_token_ids)
+    # Every model this run saves (full checkpoints, the grown base) stops generating at the end of a turn.
+    model.generation_config = inference_generation_config(
+        model.generation_config, run.tokenizer, run.setup.inference_eos
+    )
     if new_rows is not None and writes_base_copy(config) and is_main:
         # Only on request: the adapter holds the new rows, and any copy of the base resized to the tokenizer fits it.
         save_new_basemodel(model, run.tokenizer, run.output_dir / config.sft_args.save_name_if_new_basemodel)
@@ -414,6 +420,16 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
         layout,
     )
     return train, validation, build_packed_collator(run.tokenizer, run.setup, layout=layout)
+
+
+def _save_generation_config(trainer: Any, checkpoint: Path) -> None:
+    """An adapter checkpoint gets the generation config too (PEFT saves none), so that whoever loads it
+    with its base model can stop at the end of a turn; full-model saves already wrote it."""
+    if (checkpoint / "generation_config.json").is_file():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.generation_config.save_pretrained(checkpoint)
 
 
 def _train(trainer: Any, run: PreparedRun) -> dict[str, float]:
