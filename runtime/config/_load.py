@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._migrate import old_dialect_paths
 from ftconfig.runtime.config._schema import config_validator
 from ftconfig.runtime.config._schema_errors import describe_errors
 
@@ -224,4 +225,16 @@ def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> FinetuningCo
     try:
         return load_config(document)
     except ConfigError as exc:
+        old_keys = old_dialect_paths(document)
+        if old_keys:
+            exc = ConfigError(
+                [
+                    *exc.items,
+                    ErrorItem(
+                        "",
+                        f"{', '.join(old_keys)} {'is' if len(old_keys) == 1 else 'are'} from an older or newer "
+                        f"config dialect; run `ftschema migrate {path}` to rewrite the config",
+                    ),
+                ]
+            )
         raise exc.with_source(str(path)) from None
