@@ -158,6 +158,8 @@ def training_arguments_kwargs(
         ),
         # ftconfig, not report_to, decides about MLflow; None, "none", ["none"], "all" all work (reference B7).
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
+        # run_conf.determinism: full is transformers' full determinism (the Trainer seeds with it too).
+        full_determinism=bool(kwargs.get("full_determinism")) or config.run_conf.determinism == "full",
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
         # Data is prepared (templated, tokenised, masked, length-filtered) by ftconfig; TRL must not redo it.

@@ -47,7 +47,7 @@ _DROPPED = {
     "resume_download": "downloads always resume in transformers 5 (passing it crashes the model constructor)",
 }
 # Fields with their own rule in model_load_kwargs rather than "pass when changed".
-_OWN_RULE = {"torch_dtype", "use_cache", "device_map", "trust_remote_code"}
+_OWN_RULE = {"dtype", "torch_dtype", "use_cache", "device_map", "trust_remote_code"}
 # device_map values that spread one model over every visible device.
 _SPREADING_DEVICE_MAPS = {"auto", "balanced", "balanced_low_0", "sequential"}
 # OSErrors from loading that mean "the files are not there or not readable", i.e. the config points wrong.
@@ -109,7 +109,8 @@ def model_load_kwargs(
 ) -> dict[str, Any]:
     """Keyword arguments for `AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)`.
 
-    `dtype` is always passed (the schema default "auto" really means the checkpoint's dtype), `use_cache` is
+    `dtype` (from `dtype` or `torch_dtype`) is always passed (the schema default "auto" really means the
+    checkpoint's dtype), `use_cache` is
     the resolved value, and every other field only when it differs from its schema default, so transformers
     keeps its own defaults and nothing unknown ends up on `model.config`. Loads no weights (preflight may call
     it).
@@ -117,8 +118,9 @@ def model_load_kwargs(
     args = run_conf.model_args
     defaults = _field_defaults()
     quantized = _is_quantized(quant_conf)
+    dtype = args.dtype if args.dtype is not None else args.torch_dtype  # the schema allows only one of them
     kwargs: dict[str, Any] = {
-        "dtype": args.torch_dtype if args.torch_dtype == "auto" else getattr(torch, args.torch_dtype),
+        "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
         "use_cache": use_cache,
     }
     device_map = _device_map(args, quantized=quantized, world_size=world_size, local_rank=local_rank)

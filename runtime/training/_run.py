@@ -200,6 +200,7 @@ class RunResult:
 
 def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
+    import torch
     from transformers import enable_full_determinism, set_seed
 
     from ftconfig.generated.config import NoPeftConfig
@@ -210,10 +211,13 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
 
     config = run.config
     # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
-    if config.training_args.full_determinism:
+    if run.sft_config.full_determinism:
         enable_full_determinism(config.training_args.seed)
     else:
         set_seed(config.training_args.seed)
+        if config.run_conf.determinism == "half":
+            # Deterministic implementations where PyTorch has them; a warning, not an error, where it has none.
+            torch.use_deterministic_algorithms(True, warn_only=True)
     model = load_model(
         config.run_conf,
         quant_storage_for_fsdp(config.quant_conf, config.training_args),
