@@ -32,6 +32,7 @@ __all__ = [
     "check_model_reference",
     "embedding_rows",
     "load_model",
+    "model_config",
     "model_load_kwargs",
 ]
 
@@ -200,10 +201,10 @@ def check_model_reference(run_conf: RunConfig) -> None:
         raise ConfigError(problem)
     if Path(run_conf.model).expanduser().is_dir():
         return
-    _model_config(run_conf)
+    model_config(run_conf)
 
 
-def _model_config(run_conf: RunConfig) -> Any:
+def model_config(run_conf: RunConfig) -> Any:
     """The model's config (config.json only, no weights), with load failures mapped to ConfigErrors."""
     args = run_conf.model_args
     hub_kwargs = {
@@ -227,7 +228,7 @@ def _model_config(run_conf: RunConfig) -> Any:
 
 def embedding_rows(run_conf: RunConfig) -> int | None:
     """How many embedding rows the model has, read from its config (no weights); None when it does not say."""
-    rows = getattr(_model_config(run_conf).get_text_config(), "vocab_size", None)
+    rows = getattr(model_config(run_conf).get_text_config(), "vocab_size", None)
     return rows if isinstance(rows, int) else None
 
 

@@ -144,7 +144,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
 
     from ftconfig.runtime.config._resolve import build_sft_config
     from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
-    from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+    from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only
+    from ftconfig.runtime.model._adapter_targets import check_adapter_targets
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._peft import (
         check_adapter_reference,
@@ -155,6 +156,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
+    check_adapter_targets(config.peft_conf, config.run_conf)
     with _library_seam("$.training_args"):
         # Only the main process reports to MLflow: one run per job.
         report_mlflow = tracking is not None and process_world()[1] == 0
@@ -163,7 +165,8 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_adapter_vocabulary(
         config.peft_conf, config.run_conf, tokenizer_size=len(tokenizer), added_tokens=setup.added_tokens
     )
-    check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
+    # The pad strategy was checked by build_tokenizer before it set the pad token (checking it again here would
+    # see the pad token unk-convert-to-eos had just set and refuse it).
     if config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
