@@ -117,6 +117,14 @@ def _library_seam(location: str) -> Iterator[None]:
         yield
     except (ValueError, TypeError) as exc:
         raise ConfigError(ErrorItem(location, str(exc).strip().splitlines()[0])) from exc
+    except ImportError as exc:  # e.g. training_args.deepspeed without the deepspeed package
+        raise ConfigError(
+            ErrorItem(
+                location,
+                f"these settings need a package that is not installed ({str(exc).strip().splitlines()[0]})",
+                "Install it, or remove the setting that needs it (deepspeed, a tracker in report_to, ...)",
+            )
+        ) from exc
 
 
 def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: int) -> PreparedRun:
