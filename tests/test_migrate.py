@@ -354,3 +354,32 @@ def test_migrate_imports_no_heavy_library(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("group_by_length", True, "train_sampling_strategy"),
+        ("adafactor", True, "optim: adafactor"),
+        ("torchdynamo", "inductor", "torch_compile_backend"),
+        ("fp16_opt_level", "O1", "delete the key"),
+        ("fsdp_min_num_params", 10, "fsdp_config"),
+        ("fsdp_transformer_layer_cls_to_wrap", "LlamaDecoderLayer", "fsdp_config"),
+        ("include_inputs_for_metrics", True, "include_for_metrics"),
+        ("push_to_hub_model_id", "m", "hub_model_id"),
+        ("push_to_hub_organization", "org", "hub_model_id"),
+        ("tpu_metrics_debug", True, "debug: tpu_metrics_debug"),
+        ("use_legacy_prediction_loop", True, "delete the key"),
+        ("overwrite_output_dir", True, "ftrun --overwrite"),
+    ],
+)
+def test_transformers_4_keys_get_a_hint_not_the_list_of_every_key(key: str, value: Any, words: str) -> None:
+    from ftconfig.runtime.config._errors import ConfigError
+
+    document = read_document(MINIMAL)
+    document["training_args"][key] = value
+    with pytest.raises(ConfigError) as caught:
+        validate_document(document)
+    [item] = caught.value.items
+    assert item.location == f"$.training_args.{key}"
+    assert words in (item.hint or "") and "Valid keys" not in (item.hint or "")
