@@ -383,3 +383,28 @@ def test_transformers_4_keys_get_a_hint_not_the_list_of_every_key(key: str, valu
     [item] = caught.value.items
     assert item.location == f"$.training_args.{key}"
     assert words in (item.hint or "") and "Valid keys" not in (item.hint or "")
+
+
+def test_deleting_keys_keeps_the_comment_lines_around_them(tmp_path: Path) -> None:
+    text = """\
+training_args:
+  # about the first key
+  overwrite_output_dir: true  # goes with its key
+  # about learning_rate
+  learning_rate: 1.0e-4
+  fsdp_config:
+    min_num_params: 1   # kept
+  logging_dir: logs   # goes too
+  # about the next section
+# run_conf follows
+run_conf:
+  model: x
+"""
+    path = tmp_path / "comments.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert migrate_cli(str(path)).exit_code == 0
+    result = path.read_text(encoding="utf-8")
+    for line in ("# about the first key", "# about learning_rate", "# kept", "# about the next section"):
+        assert line in result
+    assert "# run_conf follows\nrun_conf:" in result
+    assert "goes" not in result and "overwrite_output_dir" not in result and "logging_dir" not in result

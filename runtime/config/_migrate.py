@@ -121,11 +121,15 @@ def delete_key(mapping: MutableMapping[str, Any], key: str) -> None:
     _, _, following = token.value.partition("\n")
     if not following.strip():
         return
-    holder = _last_leaf(mapping[keys[index - 1]]) if index > 0 else None
-    if holder is None and index > 0:
-        holder = (mapping, keys[index - 1])
-    if holder is None:
+    if index == 0:
+        if len(keys) > 1:  # the first key went: the lines become the comment above the next one
+            lines = [line.strip() for line in following.splitlines() if line.strip()]
+            column = len(following) - len(following.lstrip(" "))
+            mapping.yaml_set_comment_before_after_key(  # type: ignore[attr-defined]
+                keys[1], before="\n".join(line.removeprefix("#").strip() for line in lines), indent=column
+            )
         return
+    holder = _last_leaf(mapping[keys[index - 1]]) or (mapping, keys[index - 1])
     collection, where = holder
     items = collection.ca.items
     current = items.get(where)
