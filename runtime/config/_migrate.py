@@ -130,6 +130,7 @@ def delete_key(mapping: MutableMapping[str, Any], key: str) -> None:
             )
         return
     holder = _last_leaf(mapping[keys[index - 1]]) or (mapping, keys[index - 1])
+    collection: Any
     collection, where = holder
     items = collection.ca.items
     current = items.get(where)
