@@ -408,3 +408,23 @@ run_conf:
         assert line in result
     assert "# run_conf follows\nrun_conf:" in result
     assert "goes" not in result and "overwrite_output_dir" not in result and "logging_dir" not in result
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("missing.yaml", None, "file not found"),
+        ("broken.yaml", "training_args: [1\n", "YAML syntax error"),
+        ("list.yaml", "- 1\n", "the document is a list"),
+        ("broken.json", "{", "JSON syntax error"),
+    ],
+)
+def test_unreadable_files_exit_2_with_the_loaders_message(
+    name: str, content: str | None, words: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = migrate_cli(str(path))
+    assert result.exit_code == 2
+    assert words in result.output and "Traceback" not in result.output

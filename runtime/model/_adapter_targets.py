@@ -9,6 +9,7 @@ PEFT's supported Embedding path and trains, tied or untied.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
@@ -17,6 +18,8 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 __all__ = ["check_adapter_targets", "output_layer_name"]
 
 TARGETS = "$.peft_conf.peft_kwargs.target_modules"
+
+logger = logging.getLogger(__name__)
 
 
 def output_layer_name(run_conf: RunConfig) -> str | None:
@@ -28,10 +31,14 @@ def output_layer_name(run_conf: RunConfig) -> str | None:
     from ftconfig.runtime.model._loading import model_config
 
     config = model_config(run_conf)
-    with init_empty_weights(), torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(
-            config, trust_remote_code=run_conf.model_args.trust_remote_code
-        )
+    try:
+        with init_empty_weights(), torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=run_conf.model_args.trust_remote_code
+            )
+    except Exception as exc:  # an architecture that cannot be built bare: PEFT and TRL still check it later
+        logger.debug("cannot build %s on the meta device to check target_modules: %s", run_conf.model, exc)
+        return None
     output = model.get_output_embeddings()
     if output is None:
         return None
@@ -52,8 +59,8 @@ def check_adapter_targets(peft_conf: PeftConfig, run_conf: RunConfig) -> None:
     from ftconfig.runtime.model._peft import build_peft_config
 
     config = build_peft_config(peft_conf, modules_to_save=[])
-    if config is None or getattr(config, "target_modules", None) is None:
-        return
+    if config is None or getattr(config, "target_modules", None) in (None, "all-linear"):
+        return  # PEFT's all-linear leaves the output layer out
     name = output_layer_name(run_conf)
     if name is None:
         return
