@@ -174,3 +174,26 @@ def test_filter_is_the_default_and_drops_the_longer_examples(tiny_model_dir: Pat
     config = load_config(document(tiny_model_dir, tmp_path, sft_args={"max_seq_length": limit}))
     data = prepare_data(config, tokenizer, setup, num_proc=1, cache_dir=None)
     assert data.dropped_train == 2 and len(data.train) == 3
+
+
+@pytest.mark.parametrize("determinism", ["no", "half", "full"])
+def test_determinism_sets_pytorchs_deterministic_algorithms_before_the_weights_load(
+    determinism: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftconfig.runtime.training._run import RunOptions, _load_and_adapt_model, prepare_run
+
+    for name in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC"):
+        monkeypatch.delenv(name, raising=False)  # full determinism sets them; restored after the test
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+
+    write_rows(tmp_path, [1, 2, 3, 4])
+    config = load_config(document(tiny_model_dir, tmp_path, run_conf={"determinism": determinism}))
+    run = prepare_run(config, RunOptions(cache_dir=tmp_path / "cache"), world_size=1)
+    try:
+        _load_and_adapt_model(run, is_main=True)
+        assert torch.are_deterministic_algorithms_enabled() is (determinism != "no")
+        # half prefers deterministic kernels (a warning where there is none); full insists on them.
+        assert torch.is_deterministic_algorithms_warn_only_enabled() is (determinism == "half")
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
