@@ -428,3 +428,29 @@ def test_unreadable_files_exit_2_with_the_loaders_message(
     result = migrate_cli(str(path))
     assert result.exit_code == 2
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_json_keeps_its_one_line_objects_and_arrays(tmp_path: Path) -> None:
+    text = """{
+\t"training_args": {"warmup_ratio": 0.1, "logging_steps": 5},
+\t"peft_conf": {
+\t\t"peft_type": "LORA",
+\t\t"peft_kwargs": {"target_modules": ["q_proj", "v_proj"]}
+\t},
+\t"run_conf": {
+\t\t"model_args": {
+\t\t\t"dtype": "bfloat16",
+\t\t\t"from_tf": false
+\t\t}
+\t}
+}
+"""
+    path = tmp_path / "tabs.json"
+    path.write_text(text, encoding="utf-8")
+    assert migrate_cli(str(path)).exit_code == 0
+    expected = (
+        text.replace('"warmup_ratio": 0.1', '"warmup_steps": 0.1')
+        .replace('"dtype": "bfloat16",\n', '"dtype": "bfloat16"\n')
+        .replace('\t\t\t"from_tf": false\n', "")
+    )
+    assert path.read_text(encoding="utf-8") == expected

@@ -1,8 +1,9 @@
 """`ftschema migrate`: apply the migration rules to config files, keeping their comments, order and layout.
 
 YAML files go through ruamel's round-trip mode (comments, key order, quoting and flow style survive; the
-indentation is measured from the file). JSON files keep their key order and indentation width. A file with a key
-that cannot be migrated is left untouched, so a run never leaves a half-migrated config.
+indentation is measured from the file). JSON files keep their key order, indentation unit, and the one-line
+objects and arrays they had. A file with a key that cannot be migrated is left untouched, so a run never leaves
+a half-migrated config.
 """
 
 from __future__ import annotations
@@ -52,23 +53,66 @@ def _represent_null(representer: Any, _: None) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
 
-def _json_indent(text: str) -> int | str | None:
-    """The indentation of the first indented line: a width, a tab, or None for a one-line document."""
+def _json_indent(text: str) -> str:
+    """The indentation unit of the first indented line (spaces or a tab); two spaces for a one-line file."""
     match = re.search(r"\n([ \t]+)\S", text)
     if match is None:
-        return None
+        return "  "
     whitespace = match.group(1)
-    return "\t" if whitespace.startswith("\t") else len(whitespace)
+    return "\t" if whitespace.startswith("\t") else whitespace
+
+
+def _load_json_with_layout(text: str) -> tuple[Any, set[int]]:
+    """Parse JSON and note which objects and arrays were written on one line (by the id of the parsed value)."""
+    import json.decoder
+    import json.scanner
+
+    # The pure-Python scanner's hooks (stable since Python 2.7; not in the type stubs).
+    decoding: Any = json.decoder
+    scanning: Any = json.scanner
+    inline: set[int] = set()
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        value, end = decoding.JSONObject(s_and_end, *args)
+        if "\n" not in s_and_end[0][s_and_end[1] : end]:
+            inline.add(id(value))
+        return value, end
+
+    def parse_array(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        value, end = decoding.JSONArray(s_and_end, *args)
+        if "\n" not in s_and_end[0][s_and_end[1] : end]:
+            inline.add(id(value))
+        return value, end
+
+    decoder: Any = json.JSONDecoder()
+    decoder.parse_object = parse_object
+    decoder.parse_array = parse_array
+    decoder.scan_once = scanning.py_make_scanner(decoder)  # the C scanner ignores the hooks
+    return decoder.decode(text), inline
+
+
+def _dump_json(value: Any, unit: str, inline: set[int], level: int = 0) -> str:
+    """JSON with the original layout: containers written on one line stay on one line, the rest indented."""
+    if not isinstance(value, dict | list) or not value or id(value) in inline:
+        return json.dumps(value, ensure_ascii=False)
+    inner = unit * (level + 1)
+    if isinstance(value, dict):
+        parts = [
+            f"{inner}{json.dumps(key, ensure_ascii=False)}: {_dump_json(item, unit, inline, level + 1)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + ",\n".join(parts) + "\n" + unit * level + "}"
+    parts = [f"{inner}{_dump_json(item, unit, inline, level + 1)}" for item in value]
+    return "[\n" + ",\n".join(parts) + "\n" + unit * level + "]"
 
 
 def migrate_text(text: str, *, name: str) -> tuple[str, list[Change]]:
     """Migrate one config's text; raise ConfigError naming every key that cannot be migrated."""
     parse_document(text, name=name)  # syntax errors and non-mappings, reported as validate reports them
     if name.endswith(".json"):
-        document = json.loads(text)
+        document, inline = _load_json_with_layout(text.lstrip("\ufeff"))
         result = migrate_document(document)
-        indent = _json_indent(text)
-        new_text = json.dumps(document, indent=indent, ensure_ascii=False)
+        new_text = _dump_json(document, _json_indent(text), inline)
         new_text += "\n" if text.endswith("\n") else ""
     else:
         yaml = _round_trip_yaml(text)
