@@ -197,3 +197,20 @@ def test_determinism_sets_pytorchs_deterministic_algorithms_before_the_weights_l
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+@pytest.mark.parametrize(
+    "model_args", [{}, {"dtype": "bfloat16"}, {"torch_dtype": "float16"}, {"dtype": None}]
+)
+def test_the_written_config_document_is_itself_valid_whichever_dtype_name_is_used(
+    model_args: dict[str, Any], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from ftconfig.runtime.config._load import validate_document
+    from ftconfig.runtime.training._output import config_document
+
+    config = load_config(document(tiny_model_dir, tmp_path, run_conf={"model_args": model_args}))
+    written = config_document(config)
+    validate_document(written)
+    assert load_config(written) == config
+    if model_args.get("dtype"):
+        assert "torch_dtype" not in written["run_conf"]["model_args"]
