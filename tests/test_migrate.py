@@ -174,6 +174,7 @@ TRANSFORMERS_4_CASES = [
     ({"group_by_length": False}, {}),
     ({"adafactor": True}, {"optim": "adafactor"}),
     ({"adafactor": False}, {}),
+    ({"optim": "adamw_torch", "adafactor": True}, {"optim": "adafactor"}),
     ({"torchdynamo": "inductor"}, {"torch_compile_backend": "inductor"}),
     ({"fp16_opt_level": "O1"}, {}),
     (

@@ -175,8 +175,11 @@ def remove(mapping: MutableMapping[str, Any], key: str, value: Any) -> str:
     return "removed"
 
 
-def flag_to(target: str, when_true: Any) -> Action:
-    """A boolean that, when true, becomes `target: when_true`; false is the default and simply goes."""
+def flag_to(target: str, when_true: Any, *, wins: bool = False) -> Action:
+    """A boolean that, when true, becomes `target: when_true`; false is the default and simply goes.
+
+    `wins`: transformers 4 let the flag override `target` (adafactor: true replaced optim), so it still does.
+    """
 
     def action(mapping: MutableMapping[str, Any], key: str, value: Any) -> str:
         if value is False or value is None:
@@ -185,9 +188,14 @@ def flag_to(target: str, when_true: Any) -> Action:
         if value is not True:
             raise Unmigratable(f"expected true or false, got {value!r}")
         if _conflict(mapping, target, when_true):
-            raise Unmigratable(
-                f"'{key}: true' means {target}: {when_true!r}, but {target} is {mapping[target]!r}"
-            )
+            if not wins:
+                raise Unmigratable(
+                    f"'{key}: true' means {target}: {when_true!r}, but {target} is {mapping[target]!r}"
+                )
+            replaced = mapping[target]
+            mapping[target] = when_true
+            delete_key(mapping, key)
+            return f"{target}: {when_true!r} (replacing {replaced!r}, as transformers 4 did)"
         replace_key(mapping, key, target, when_true)
         return f"{target}: {when_true!r}"
 
@@ -387,7 +395,7 @@ RULES: tuple[Rule, ...] = (
         f"{TA}.adafactor",
         "optim: adafactor",
         f"{_TF4}; the optimizer is chosen by optim",
-        flag_to("optim", "adafactor"),
+        flag_to("optim", "adafactor", wins=True),
     ),
     Rule(f"{TA}.torchdynamo", "torch_compile_backend", f"{_TF4}", rename("torch_compile_backend")),
     Rule(
