@@ -88,7 +88,7 @@ def test_lora_on_lm_head_is_refused_by_the_dry_run_at_target_modules(
     result = dry_run(config)
     assert result.exit_code == 2, result.output
     assert "$.peft_conf.peft_kwargs.target_modules" in result.output
-    assert "output layer 'lm_head'" in result.output
+    assert "output layer 'lm_head'" in result.output and "modules_to_save" in result.output
 
 
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear", ["q_proj", "embed_tokens"]])
@@ -164,3 +164,26 @@ def test_unk_convert_to_eos_trains_from_the_command_line(
     result = subprocess.run([FTRUN, str(config)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "checkpoint-final" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["tied", "untied"])
+def test_the_suggested_modules_to_save_lm_head_trains_the_output_layer(
+    kind: str, tmp_path: Path, tiny_model_dir: Path, untied_model_dir: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    model_dir = model_dir_for(kind, tiny_model_dir, untied_model_dir)
+    peft_conf = lora(["q_proj"])
+    peft_conf["peft_kwargs"]["modules_to_save"] = ["lm_head"]
+    config = write_config(
+        tmp_path, model_dir, peft_conf=peft_conf, data_conf={"chat_template_name": "keep-original"}
+    )
+    assert dry_run(config).exit_code == 0
+    result = subprocess.run([FTRUN, str(config)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    adapter = load_file(str(tmp_path / "out" / "checkpoint-final" / "adapter_model.safetensors"))
+    base = load_file(str(model_dir / "model.safetensors"))
+    base_head = base.get("lm_head.weight", base["model.embed_tokens.weight"])
+    [trained_head] = [tensor for name, tensor in adapter.items() if name.endswith("lm_head.weight")]
+    assert not torch.equal(trained_head, base_head)

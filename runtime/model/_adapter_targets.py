@@ -72,6 +72,7 @@ def check_adapter_targets(peft_conf: PeftConfig, run_conf: RunConfig) -> None:
             TARGETS,
             f"target_modules reaches the output layer '{name}', which cannot carry an adapter: TRL computes the "
             "loss from its weight directly, so the adapter would never train",
-            f"Remove '{name.rsplit('.', 1)[-1]}' from target_modules (LoRA on embed_tokens does work).",
+            f"Remove '{name.rsplit('.', 1)[-1]}' from target_modules; to train the output layer, list it in "
+            "peft_kwargs.modules_to_save instead (it then trains in full). LoRA on embed_tokens works.",
         )
     )
