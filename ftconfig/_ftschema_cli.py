@@ -78,6 +78,53 @@ def _developer_command(name: str) -> Callable[[Callable[..., None]], click.Comma
     return decorate
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 if any file would change (2 if one cannot be migrated).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the migrated config here instead of over FILE (one FILE only).",
+)
+def migrate(files: tuple[Path, ...], check: bool, output: Path | None) -> None:
+    """Rewrite config FILES from older and newer dialects to the current schema, in place.
+
+    Keys transformers 5 or TRL 1 renamed or removed (warmup_ratio, evaluation_strategy, rpo_alpha, ...) and
+    loading keys of the newer model_args dialect are rewritten; comments, key order and layout are kept. Each
+    change is printed with its JSON path. Running it again changes nothing. Exit codes: 0 done (or nothing to
+    do), 1 with --check when a file would change, 2 when a key cannot be migrated (that file is left as it was).
+    """
+    from ftconfig.tools._migrate import migrate_file
+
+    if output is not None and len(files) != 1:
+        raise click.BadParameter("--output takes exactly one FILE", param_hint="--output")
+    exit_code = 0
+    for path in files:
+        try:
+            result = migrate_file(path, output=output, check=check)
+        except UserError as error:
+            _echo_error(error)
+            exit_code = max(exit_code, error.exit_code)
+            continue
+        for change in result.changes:
+            click.echo(f"{path}: {change.render()}")
+        if not result.changes:
+            click.echo(f"{path}: nothing to migrate")
+        elif check:
+            exit_code = max(exit_code, 1)
+            click.echo(f"{path}: {len(result.changes)} change(s) needed; run `ftschema migrate {path}`")
+        elif result.written is not None:
+            click.echo(f"{path}: migrated into {result.written}; next: `ftschema validate {result.written}`")
+        if output is not None and not result.changes and result.written is not None:
+            click.echo(f"{path}: copied unchanged into {result.written}")
+    sys.exit(exit_code)
+
+
 def _run_generator(name: str, action: Callable[..., bool], check: bool) -> None:
     fresh = action(check=check)
     if check and not fresh:

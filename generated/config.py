@@ -1485,10 +1485,19 @@ class ModelArguments(Struct, kw_only=True):
     See https://huggingface.co/docs/transformers/main/en/main_classes/model#transformers.PreTrainedModel.from_pretrained. device_map: where each submodule goes (a device such as "cpu" or "cuda:1", a GPU ordinal, "auto", or a module-to-device mapping). attn_implementation: "eager", "sdpa" or "flash_attention_2". Quantization is configured separately, in quant_conf.
     """
 
+    dtype: (
+        Annotated[
+            Literal['auto', 'bfloat16', 'float16', 'float32'],
+            Meta(
+                description="transformers 5's name for torch_dtype: the dtype the weights load in (auto: the checkpoint's own). null: torch_dtype decides. Setting both is an error."
+            ),
+        ]
+        | None
+    ) = None
     torch_dtype: (
         Annotated[
             Literal['auto', 'bfloat16', 'float16', 'float32'],
-            Meta(description="dtype the weights load in; auto takes the checkpoint's own. Passed as transformers' dtype."),
+            Meta(description="dtype the weights load in; auto takes the checkpoint's own. Passed as transformers' dtype. The newer name dtype means the same; set one of the two."),
         ]
     ) = 'auto'
     device_map: (
@@ -1628,6 +1637,50 @@ class ModelArguments(Struct, kw_only=True):
             bool,
             Meta(
                 description='Warning: if set to true, allows execution of downloaded remote code.'
+            ),
+        ]
+    ) = False
+    tp_plan: (
+        Annotated[
+            str | dict[str, Any],
+            Meta(
+                description='Tensor-parallel plan for from_pretrained: "auto" (the model\'s own plan) or a mapping of module name patterns to styles. Needs a torchrun launch; device_map must then stay null.'
+            ),
+        ]
+        | None
+    ) = None
+    tp_size: (
+        Annotated[
+            int,
+            Meta(
+                description='Number of processes a tensor-parallel model is split over (null: all of them). Only with tp_plan.',
+                ge=1,
+            ),
+        ]
+        | None
+    ) = None
+    key_mapping: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description='Rename checkpoint weights while loading: a mapping of regular expressions (matched against weight names) to replacements.'
+            ),
+        ]
+        | None
+    ) = None
+    weights_only: (
+        Annotated[
+            bool,
+            Meta(
+                description='Load .bin checkpoints with torch.load(weights_only=True), which refuses pickled code. Keep it true unless you trust the checkpoint.'
+            ),
+        ]
+    ) = True
+    ignore_mismatched_sizes: (
+        Annotated[
+            bool,
+            Meta(
+                description="Load a checkpoint whose weights differ in shape from the model's config, leaving those weights newly initialised (with a warning)."
             ),
         ]
     ) = False
@@ -1781,11 +1834,17 @@ class SFTArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Maximum length input sequence length (special tokens counted). Longer sequences will be filtered out.',
+                description='Maximum length input sequence length (special tokens counted). Longer sequences are filtered out (counted, and reported), or cut to this length with length_handling: truncate.',
                 ge=1,
             ),
         ]
     ) = 2048
+    length_handling: (
+        Annotated[
+            Literal['filter', 'truncate'],
+            Meta(description='What happens to examples longer than max_seq_length. filter: they are dropped and counted (all dropped is an error). truncate: they are kept, cut to max_seq_length tokens from the right; the loss mask of the kept part stays as it was (a cut assistant turn is trained up to the cut).'),
+        ]
+    ) = 'filter'
     save_name_if_new_basemodel: (
         Annotated[
             str,
@@ -3075,6 +3134,12 @@ class RunConfig(Struct, kw_only=True):
             Meta(description='Name of final checkpoint (a folder inside output_dir). Should be left as default.', min_length=1, pattern='^[^/\\\\]+$'),
         ]
     ) = 'checkpoint-final'
+    determinism: (
+        Annotated[
+            Literal['no', 'half', 'full'],
+            Meta(description="How reproducible training is. no: seeded with training_args.seed. half: seeded, and PyTorch prefers deterministic algorithms (it warns where an operation has none). full: transformers' full determinism (seeded, deterministic algorithms only, cuDNN deterministic without benchmarking, CUDA_LAUNCH_BLOCKING and CUBLAS_WORKSPACE_CONFIG set): slower, but reruns on the same hardware give the same weights. training_args.full_determinism: true means full as well."),
+        ]
+    ) = 'no'
 
 
 QuantizationConfig: TypeAlias = Annotated[

@@ -59,7 +59,7 @@ LEGACY_FIELDS = {
     "evaluation_strategy": "renamed in transformers 5: write eval_strategy instead",
     "no_cuda": "removed in transformers 5: write use_cpu: true instead",
     "overwrite_output_dir": "removed in transformers 5: ftrun refuses an output_dir that holds a finished run; "
-    "set run_conf.resume_from_checkpoint or choose a new output_dir",
+    "pass `ftrun --overwrite` to replace it, set run_conf.resume_from_checkpoint, or choose a new output_dir",
     "logging_dir": "removed in transformers 5: trackers choose their own log location; use the tracking section",
     "save_safetensors": "removed in transformers 5: checkpoints are always saved as safetensors; delete the key",
     "include_tokens_per_second": "removed in transformers 5: write include_num_input_tokens_seen instead",
@@ -77,6 +77,19 @@ LEGACY_FIELDS = {
     "ray_scope": "removed in transformers 5: delete the key",
     "split_batches": "moved: write accelerator_config: {split_batches: ...} instead",
     "dispatch_batches": "moved: write accelerator_config: {dispatch_batches: ...} instead",
+    "group_by_length": "removed in transformers 5: write train_sampling_strategy: group_by_length instead "
+    "(group_by_length: false is the default; delete it)",
+    "adafactor": "removed in transformers 5: write optim: adafactor instead (adafactor: false: delete it)",
+    "torchdynamo": "removed in transformers 5: write torch_compile_backend: <backend> instead",
+    "fp16_opt_level": "removed in transformers 5 (apex AMP is gone; fp16/bf16 use torch AMP): delete the key",
+    "fsdp_min_num_params": "removed in transformers 5: write fsdp_config: {min_num_params: ...} instead",
+    "fsdp_transformer_layer_cls_to_wrap": "removed in transformers 5: write fsdp_config: "
+    "{transformer_layer_cls_to_wrap: ...} instead",
+    "include_inputs_for_metrics": "removed in transformers 5: write include_for_metrics: [inputs] instead",
+    "push_to_hub_model_id": "removed in transformers 5: write hub_model_id: <organization>/<name> instead",
+    "push_to_hub_organization": "removed in transformers 5: write hub_model_id: <organization>/<name> instead",
+    "tpu_metrics_debug": "removed in transformers 5: write debug: tpu_metrics_debug instead",
+    "use_legacy_prediction_loop": "removed in transformers 5 (one evaluation loop remains): delete the key",
 }
 
 # Fields that hold secrets, marked in the schema (`x-ftconfig-secret`) so that nothing ftconfig writes or logs

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._migrate import old_dialect_paths
 from ftconfig.runtime.config._schema import config_validator, generation_validator
 from ftconfig.runtime.config._schema_errors import describe_errors
 
@@ -251,7 +252,24 @@ def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> ExperimentCo
     try:
         return load_config(document)
     except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+        raise _with_migrate_hint(exc, document, path).with_source(str(path)) from None
+
+
+def _with_migrate_hint(error: ConfigError, document: Any, path: str | Path) -> ConfigError:
+    """The error, plus one line naming the keys of an older or newer dialect and the command that rewrites them."""
+    old_keys = old_dialect_paths(document)
+    if not old_keys:
+        return error
+    return ConfigError(
+        [
+            *error.items,
+            ErrorItem(
+                "",
+                f"{', '.join(old_keys)} {'is' if len(old_keys) == 1 else 'are'} from an older or newer "
+                f"config dialect; run `ftschema migrate {path}` to rewrite the config",
+            ),
+        ]
+    )
 
 
 def is_generation_document(document: dict[str, Any]) -> bool:
@@ -292,4 +310,4 @@ def load_any_config_file(path: str | Path) -> ExperimentConfig | GenerationConfi
             return load_generation_config(document)
         return load_config(document)
     except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+        raise _with_migrate_hint(exc, document, path).with_source(str(path)) from None

@@ -171,6 +171,8 @@ def _resolved_training_kwargs(
         ),
         # ftconfig, not report_to, decides about MLflow; None, "none", ["none"] and "all" are all accepted.
         report_to=adjust_report_to(kwargs.get("report_to"), report_mlflow),
+        # run_conf.determinism: full is transformers' full determinism (the Trainer seeds with it too).
+        full_determinism=bool(kwargs.get("full_determinism")) or config.run_conf.determinism == "full",
         # ftconfig rotates numbered checkpoints itself: transformers would also delete checkpoint-new-basemodel.
         save_total_limit=None,
     )
@@ -226,6 +228,14 @@ def _construct_training_config(config_class: Any, kwargs: dict[str, Any]) -> Any
     except ValueError as exc:  # how transformers and TRL reject contradictory training arguments
         raise ConfigError(
             ErrorItem("$.training_args", " ".join(str(exc).split()) or type(exc).__name__)
+        ) from exc
+    except ImportError as exc:  # e.g. training_args.deepspeed without the deepspeed package
+        raise ConfigError(
+            ErrorItem(
+                "$.training_args",
+                f"these settings need a package that is not installed ({str(exc).strip().splitlines()[0]})",
+                "Install it, or remove the setting that needs it (deepspeed, a tracker in report_to, ...)",
+            )
         ) from exc
 
 

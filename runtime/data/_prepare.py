@@ -215,6 +215,8 @@ def _prepare(
         num_proc=num_proc,
         fingerprint=key,
     )
+    if config.sft_args.length_handling == "truncate":
+        encoded = _truncate(encoded, max_length, fingerprint=key)
     lengths = _column(encoded, "length")
     plan = plan_rows(data_conf, training, validation, sources, lengths, max_length=max_length)
     return PreparedData(
@@ -304,6 +306,35 @@ def _encode_batch(
         "labels": encoded["labels"],
         "length": [len(ids) for ids in encoded["input_ids"]],
     }
+
+
+def _cut_batch(batch: dict[str, list[Any]], max_length: int) -> dict[str, list[Any]]:
+    """`Dataset.map` worker: keep the first max_length tokens and their labels (the mask stays as computed)."""
+    return {
+        "input_ids": [ids[:max_length] for ids in batch["input_ids"]],
+        "labels": [labels[:max_length] for labels in batch["labels"]],
+        "length": [min(length, max_length) for length in batch["length"]],
+    }
+
+
+def _truncate(encoded: datasets.Dataset, max_length: int, *, fingerprint: str) -> datasets.Dataset:
+    """sft_args.length_handling truncate: examples longer than max_seq_length are cut on the right, not dropped."""
+    longer = int((_column(encoded, "length") > max_length).sum())
+    if not longer:
+        return encoded
+    logger.warning(
+        "truncated %d of %d distinct examples longer than max_seq_length %d to that length",
+        longer,
+        len(encoded),
+        max_length,
+    )
+    return encoded.map(
+        _cut_batch,
+        batched=True,
+        fn_kwargs={"max_length": max_length},
+        new_fingerprint=f"{fingerprint}-truncated",
+        desc="Truncating to max_seq_length",
+    )
 
 
 def _tokenise(

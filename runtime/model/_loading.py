@@ -34,6 +34,7 @@ __all__ = [
     "embedding_rows",
     "embeddings_tied",
     "load_model",
+    "model_config",
     "model_load_kwargs",
 ]
 
@@ -49,7 +50,7 @@ _DROPPED = {
     "resume_download": "downloads always resume in transformers 5 (passing it crashes the model constructor)",
 }
 # Fields with their own rule in model_load_kwargs rather than "pass when changed".
-_OWN_RULE = {"torch_dtype", "use_cache", "device_map", "trust_remote_code"}
+_OWN_RULE = {"dtype", "torch_dtype", "use_cache", "device_map", "trust_remote_code"}
 # device_map values that spread one model over every visible device.
 _SPREADING_DEVICE_MAPS = {"auto", "balanced", "balanced_low_0", "sequential"}
 # OSErrors from loading that mean "the files are not there or not readable", i.e. the config points wrong.
@@ -107,7 +108,8 @@ def model_load_kwargs(
 ) -> dict[str, Any]:
     """Keyword arguments for `AutoModelForCausalLM.from_pretrained(run_conf.model, **kwargs)`.
 
-    `dtype` is always passed (the schema default "auto" really means the checkpoint's dtype), `use_cache` is
+    `dtype` (from `dtype` or `torch_dtype`) is always passed (the schema default "auto" really means the
+    checkpoint's dtype), `use_cache` is
     the resolved value, and every other field only when it differs from its schema default, so transformers
     keeps its own defaults and nothing unknown ends up on `model.config`. Loads no weights (preflight may call
     it).
@@ -115,8 +117,9 @@ def model_load_kwargs(
     args = run_conf.model_args
     defaults = _field_defaults()
     quantized = is_quantized(quant_conf)
+    dtype = args.dtype if args.dtype is not None else args.torch_dtype  # the schema allows only one of them
     kwargs: dict[str, Any] = {
-        "dtype": args.torch_dtype if args.torch_dtype == "auto" else getattr(torch, args.torch_dtype),
+        "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
         "use_cache": use_cache,
     }
     device_map = _device_map(args, quantized=quantized, world_size=world_size, local_rank=local_rank)
@@ -196,10 +199,10 @@ def check_model_reference(run_conf: RunConfig) -> None:
         raise ConfigError(problem)
     if Path(run_conf.model).expanduser().is_dir():
         return
-    _model_config(run_conf)
+    model_config(run_conf)
 
 
-def _model_config(run_conf: RunConfig) -> Any:
+def model_config(run_conf: RunConfig) -> Any:
     """The model's config (config.json only, no weights), with load failures mapped to ConfigErrors."""
     args = run_conf.model_args
     hub_kwargs = {
@@ -223,13 +226,13 @@ def _model_config(run_conf: RunConfig) -> Any:
 
 def embedding_rows(run_conf: RunConfig) -> int | None:
     """How many embedding rows the model has, read from its config (no weights); None when it does not say."""
-    rows = getattr(_model_config(run_conf).get_text_config(), "vocab_size", None)
+    rows = getattr(model_config(run_conf).get_text_config(), "vocab_size", None)
     return rows if isinstance(rows, int) else None
 
 
 def embeddings_tied(run_conf: RunConfig) -> bool:
     """Whether the model's config ties its input and output embeddings (no weights read)."""
-    return bool(getattr(_model_config(run_conf), "tie_word_embeddings", False))
+    return bool(getattr(model_config(run_conf), "tie_word_embeddings", False))
 
 
 def load_model(

@@ -55,8 +55,16 @@ def library_versions() -> dict[str, str]:
 
 
 def config_document(config: FinetuningConfig) -> dict[str, Any]:
-    """The config as validated, defaults filled in, secrets redacted: itself a valid config."""
-    return redact_config(msgspec.to_builtins(config))
+    """The config as validated, defaults filled in, secrets redacted: itself a valid config.
+
+    A config that names its dtype with the newer `dtype` key keeps only that key: the filled-in default of
+    `torch_dtype` next to it would be the "both set" mistake.
+    """
+    document: dict[str, Any] = msgspec.to_builtins(config)
+    model_args = document["run_conf"]["model_args"]
+    if model_args.get("dtype") is not None:
+        model_args.pop("torch_dtype", None)
+    return redact_config(document)
 
 
 def resolved_config_document(config: FinetuningConfig, resolved: ResolvedRun) -> dict[str, Any]:

@@ -158,7 +158,8 @@ def prepare_run(
     from ftconfig.runtime.data._cache import default_cache_dir
     from ftconfig.runtime.data._preference import prepare_preferences
     from ftconfig.runtime.data._prepare import prepare_data
-    from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
+    from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only
+    from ftconfig.runtime.model._adapter_targets import check_adapter_targets
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._new_tokens import check_new_token_training
     from ftconfig.runtime.model._peft import (
@@ -171,6 +172,7 @@ def prepare_run(
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
+    check_adapter_targets(config.peft_conf, config.run_conf)
     # Only the main process reports to MLflow: one run per job.
     report_mlflow = tracking is not None and process_world()[1] == 0
     # What report_to and push_to_hub need (packages, token, network) is there, before the weights load.
@@ -189,7 +191,8 @@ def prepare_run(
         dict(getattr(config.peft_conf, "peft_kwargs", {}) or {}),
         setup.new_token_ids,
     )
-    check_pad_strategy(tokenizer, config.data_conf.missing_pad_token_strategy)
+    # The pad strategy was checked by build_tokenizer before it set the pad token (checking it again here would
+    # see the pad token unk-convert-to-eos had just set and refuse it).
     if not is_dpo(config) and config.sft_args.train_on_completions_only:
         check_completions_only(tokenizer, setup)
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
@@ -354,6 +357,7 @@ def _report_resume(run: PreparedRun) -> None:
 
 def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
     """Weights load only now, after every check passed; then embeddings grow and the adapter is attached."""
+    import torch
     from transformers import enable_full_determinism, set_seed
 
     from ftconfig.runtime.model._embeddings import grow_embeddings, save_new_basemodel
@@ -364,10 +368,13 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
 
     config = run.config
     # Seeded before the weights load: embedding growth samples new rows, and every rank must draw the same ones.
-    if config.training_args.full_determinism:
+    if run.sft_config.full_determinism:
         enable_full_determinism(config.training_args.seed)
     else:
         set_seed(config.training_args.seed)
+        if config.run_conf.determinism == "half":
+            # Deterministic implementations where PyTorch has them; a warning, not an error, where it has none.
+            torch.use_deterministic_algorithms(True, warn_only=True)
     model = load_model(
         config.run_conf,
         quant_storage_for_fsdp(config.quant_conf, config.training_args),

@@ -1,0 +1,78 @@
+"""Which model layers an adapter's target_modules reach, checked before any weights load.
+
+TRL's SFTTrainer computes the loss from the output layer's weight directly (its fused LM head), so an adapter
+layer on `lm_head` would never train and TRL refuses it once the model is loaded. The check here finds that from
+the model's config alone: the model is built on the meta device (no memory, no weights), and PEFT's own
+matching rule decides which modules target_modules names. LoRA on the input embeddings (`embed_tokens`) is
+PEFT's supported Embedding path and trains, tied or untied.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+
+__all__ = ["check_adapter_targets", "output_layer_name"]
+
+TARGETS = "$.peft_conf.peft_kwargs.target_modules"
+
+logger = logging.getLogger(__name__)
+
+
+def output_layer_name(run_conf: RunConfig) -> str | None:
+    """The full module name of the model's output layer (e.g. `lm_head`), from its config only."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    from ftconfig.runtime.model._loading import model_config
+
+    config = model_config(run_conf)
+    try:
+        with init_empty_weights(), torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=run_conf.model_args.trust_remote_code
+            )
+    except Exception as exc:  # an architecture that cannot be built bare: PEFT and TRL still check it later
+        logger.debug("cannot build %s on the meta device to check target_modules: %s", run_conf.model, exc)
+        return None
+    output = model.get_output_embeddings()
+    if output is None:
+        return None
+    return next((name for name, module in model.named_modules() if module is output), None)
+
+
+def _target_modules(peft_conf: Any) -> Any:
+    kwargs = getattr(peft_conf, "peft_kwargs", None) or {}
+    return kwargs.get("target_modules")
+
+
+def check_adapter_targets(peft_conf: PeftConfig, run_conf: RunConfig) -> None:
+    """A new adapter whose target_modules reach the output layer is a ConfigError (preflight and dry run)."""
+    if isinstance(peft_conf, NoPeftConfig | PretrainedPeftConfig) or _target_modules(peft_conf) is None:
+        return
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    from ftconfig.runtime.model._peft import build_peft_config
+
+    config = build_peft_config(peft_conf)
+    if config is None or getattr(config, "target_modules", None) in (None, "all-linear"):
+        return  # PEFT's all-linear leaves the output layer out
+    name = output_layer_name(run_conf)
+    if name is None:
+        return
+    match = check_target_module_exists(config, name)
+    if not match or type(match).__name__ == "_ExcludedModule":
+        return
+    raise ConfigError(
+        ErrorItem(
+            TARGETS,
+            f"target_modules reaches the output layer '{name}', which cannot carry an adapter: TRL computes the "
+            "loss from its weight directly, so the adapter would never train",
+            f"Remove '{name.rsplit('.', 1)[-1]}' from target_modules; to train the output layer, list it in "
+            "peft_kwargs.modules_to_save instead (it then trains in full). LoRA on embed_tokens works.",
+        )
+    )
