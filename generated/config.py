@@ -111,7 +111,9 @@ class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPU
         Annotated[
             int,
             Meta(
-                description='Seed for the random number generator for interleaving draws.'
+                description='Seed for the random number generator for interleaving draws.',
+                ge=0,
+                le=4294967295,
             ),
         ]
         | UnsetType
@@ -143,7 +145,12 @@ class AutoSplitDataInput(Struct, kw_only=True, tag_field='type', tag='AUTO_SPLIT
     ) = 0.2
     seed: (
         Annotated[
-            int, Meta(description='Seed for the random number generator for splitting.')
+            int,
+            Meta(
+                description='Seed for the random number generator for splitting.',
+                ge=0,
+                le=4294967295,
+            ),
         ]
         | UnsetType
     ) = 1289525893
@@ -179,7 +186,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
     ) = None
     num_train_epochs: (
         Annotated[
-            float, Meta(description='Total number of training epochs to perform.')
+            float,
+            Meta(description='Total number of training epochs to perform.', ge=0.0),
         ]
         | UnsetType
     ) = 3.0
@@ -194,7 +202,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
     ) = -1
     learning_rate: (
         Annotated[
-            float, Meta(description='The initial learning rate for the optimizer.')
+            float,
+            Meta(description='The initial learning rate for the optimizer.', ge=0.0),
         ]
         | UnsetType
     ) = 5e-05
@@ -218,7 +227,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).'
+                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).',
+                ge=0.0,
             ),
         ]
         | UnsetType
@@ -243,7 +253,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.'
+                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.',
+                ge=0.0,
             ),
         ]
         | UnsetType
@@ -252,7 +263,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.'
+                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
         | UnsetType
@@ -261,7 +274,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.'
+                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
         | UnsetType
@@ -270,7 +285,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Epsilon value for numerical stability in Adam-based optimizers.'
+                description='Epsilon value for numerical stability in Adam-based optimizers.',
+                ge=0.0,
             ),
         ]
         | UnsetType
@@ -459,7 +475,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.'
+                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.',
+                gt=0,
             ),
         ]
         | None
@@ -484,7 +501,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
         | UnsetType
@@ -605,7 +623,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps."
+                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.",
+                gt=0.0,
             ),
         ]
         | None
@@ -702,7 +721,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
         | UnsetType
@@ -853,7 +873,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed that will be set at the beginning of training.'
+                description='Random seed that will be set at the beginning of training.',
+                ge=0,
+                le=4294967295,
             ),
         ]
         | UnsetType
@@ -862,7 +884,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.'
+                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.',
+                ge=0,
+                le=4294967295,
             ),
         ]
         | None
@@ -907,7 +931,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.'
+                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.',
+                ge=0,
             ),
         ]
         | UnsetType
@@ -931,7 +956,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.'
+                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.',
+                ge=1,
             ),
         ]
         | None

@@ -416,6 +416,46 @@ CASES: dict[str, Case] = {
     "output-dir-holds-a-finished-run": Case(
         "$.training_args.output_dir", "already holds a run", finished_run=True
     ),
+    # ---- values the libraries reject only once training starts
+    "learning-rate-negative": Case(
+        "$.training_args.learning_rate", "0", {"training_args.learning_rate": -1e-4}, schema=True
+    ),
+    "adam-beta1-one": Case("$.training_args.adam_beta1", "1", {"training_args.adam_beta1": 1.0}, schema=True),
+    "adam-beta2-negative": Case(
+        "$.training_args.adam_beta2", "0", {"training_args.adam_beta2": -0.1}, schema=True
+    ),
+    "dataloader-num-workers-negative": Case(
+        "$.training_args.dataloader_num_workers",
+        "0",
+        {"training_args.dataloader_num_workers": -1},
+        schema=True,
+    ),
+    "seed-above-2-to-the-32": Case(
+        "$.training_args.seed", "4294967295", {"training_args.seed": 2**32}, schema=True
+    ),
+    "seed-negative": Case("$.training_args.seed", "0", {"training_args.seed": -5}, schema=True),
+    "auto-split-seed-negative": Case(
+        "$.data_conf.validation_data.seed",
+        "0",
+        {"data_conf.validation_data": {"type": "AUTO_SPLIT", "ratio": 0.2, "seed": -1}},
+        schema=True,
+    ),
+    "weighted-mix-seed-too-large": Case(
+        "$.data_conf.training_data.seed",
+        "4294967295",
+        {"data_conf.training_data.type": "PRECOMPUTE_WEIGHTED_MIX", "data_conf.training_data.seed": 2**33},
+        schema=True,
+    ),
+    "zero-epochs-without-max-steps": Case(
+        "$.training_args.num_train_epochs",
+        "train nothing",
+        {"training_args.num_train_epochs": 0, "training_args.max_steps": -1},
+        schema=True,
+    ),
+    "lora-rank-zero": Case("$.peft_conf.peft_kwargs", "r", {"peft_conf.peft_kwargs.r": 0}),
+    "lora-target-modules-match-nothing": Case(
+        "$.peft_conf.peft_kwargs", "no_such_proj", {"peft_conf.peft_kwargs.target_modules": ["no_such_proj"]}
+    ),
     # ---- command line
     "set-without-equals": Case(
         "--set training_args.learning_rate",

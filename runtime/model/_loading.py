@@ -33,6 +33,7 @@ __all__ = [
     "embedding_rows",
     "load_model",
     "model_load_kwargs",
+    "model_skeleton",
 ]
 
 logger = logging.getLogger(__name__)
@@ -227,6 +228,17 @@ def embedding_rows(run_conf: RunConfig) -> int | None:
     """How many embedding rows the model has, read from its config (no weights); None when it does not say."""
     rows = getattr(_model_config(run_conf).get_text_config(), "vocab_size", None)
     return rows if isinstance(rows, int) else None
+
+
+def model_skeleton(run_conf: RunConfig) -> PreTrainedModel:
+    """The model built from its config alone; call inside accelerate's init_empty_weights (no memory, no
+    weights read), e.g. to check which layers an adapter would wrap."""
+    model_config = _model_config(run_conf)
+    with _model_load_errors(run_conf):
+        model: PreTrainedModel = AutoModelForCausalLM.from_config(
+            model_config, trust_remote_code=run_conf.model_args.trust_remote_code
+        )
+    return model
 
 
 def load_model(

@@ -147,6 +147,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._peft import (
+        check_adapter_fits_model,
         check_adapter_reference,
         check_adapter_vocabulary,
         check_peft_kwargs,
@@ -155,6 +156,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     check_peft_kwargs(config.peft_conf)
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
+    check_adapter_fits_model(config.peft_conf, config.run_conf)
     with _library_seam("$.training_args"):
         # Only the main process reports to MLflow: one run per job.
         report_mlflow = tracking is not None and process_world()[1] == 0
