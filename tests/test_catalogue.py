@@ -13,6 +13,7 @@ rows of the table below.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -65,6 +66,22 @@ def tokenizers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _make_fifo(name: str) -> Callable[[Path], None]:
+    """A setup step: a named pipe that nobody writes to (reading it would block forever)."""
+
+    def make(tmp: Path) -> None:
+        os.mkfifo(tmp / name)
+
+    return make
+
+
+def _make_file(name: str, text: str) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        (tmp / name).write_text(text)
+
+    return make
+
+
 def _make_finished_run(output_dir: Path) -> None:
     final = output_dir / "checkpoint-final"
     final.mkdir(parents=True)
@@ -97,6 +114,7 @@ class Case:
         None  # prepares files in the test's tmp folder (never in output_dir)
     )
     finished_run: bool = False  # output_dir already holds a finished run, which must stay untouched
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for the run
 
 
 DATASET0 = "data_conf.training_data.datasets.0"
@@ -456,6 +474,49 @@ CASES: dict[str, Case] = {
     "lora-target-modules-match-nothing": Case(
         "$.peft_conf.peft_kwargs", "no_such_proj", {"peft_conf.peft_kwargs.target_modules": ["no_such_proj"]}
     ),
+    # ---- hostile documents and environments
+    "yaml-alias-bomb": Case("alias_bomb.yaml", "expands to more than", config_file="alias_bomb.yaml", schema=True),
+    "yaml-recursive-alias": Case(
+        "recursive_alias.yaml", "contains itself", config_file="recursive_alias.yaml", schema=True
+    ),
+    "yaml-nested-1000-levels": Case(
+        "nested_1000_levels.yaml", "nests deeper", config_file="nested_1000_levels.yaml", schema=True
+    ),
+    "json-nested-1000-levels": Case(
+        "nested_1000_levels.json", "nests deeper", config_file="nested_1000_levels.json", schema=True
+    ),
+    "json-duplicate-keys": Case(
+        "duplicate_keys.json:4", "duplicate key 'learning_rate'", config_file="duplicate_keys.json", schema=True
+    ),
+    "set-path-1000-levels": Case(
+        "--set a.a.a", "deeper than", argv=("--dry-run", "--set", ".".join(["a"] * 1000) + "=1")
+    ),
+    "set-value-1000-levels": Case(
+        "--set training_args.x",
+        "nests deeper",
+        argv=("--dry-run", "--set", "training_args.x=" + "[" * 1000 + "]" * 1000),
+    ),
+    "data-path-is-a-fifo": Case(
+        "$.data_conf.training_data.datasets[0].path",
+        "named pipe",
+        {f"{DATASET0}.path": "{tmp}/pipe.jsonl"},
+        setup=_make_fifo("pipe.jsonl"),
+    ),
+    "data-file-invalid-utf8-in-a-string": Case(
+        "invalid_utf8.jsonl:3", "not UTF-8", {f"{DATASET0}.path": "{cases}/data/invalid_utf8.jsonl"}
+    ),
+    "data-file-gzip-compressed": Case(
+        "compressed.jsonl.gz", "gzip-compressed", {f"{DATASET0}.path": "{cases}/data/compressed.jsonl.gz"}
+    ),
+    "world-size-not-a-number": Case("WORLD_SIZE", "not a whole number", env={"WORLD_SIZE": "two"}),
+    "rank-not-a-number": Case("RANK", "not a whole number", env={"RANK": "zero"}),
+    "local-rank-not-a-number": Case("LOCAL_RANK", "not a whole number", env={"LOCAL_RANK": "0x"}),
+    "deepspeed-config-without-deepspeed-installed": Case(
+        "$.training_args.deepspeed",
+        "deepspeed package is not installed",
+        {"training_args.deepspeed": "{tmp}/ds.json"},
+        setup=_make_file("ds.json", '{"zero_optimization": {"stage": 2}}'),
+    ),
     # ---- command line
     "set-without-equals": Case(
         "--set training_args.learning_rate",
@@ -466,6 +527,11 @@ CASES: dict[str, Case] = {
         "--set training_args.learning_rate.x",
         "not a mapping",
         argv=("--dry-run", "--set", "training_args.learning_rate.x=1"),
+    ),
+    "set-value-out-of-range-names-the-set-option": Case(
+        "$.training_args.learning_rate (from --set training_args.learning_rate)",
+        "at least 0",
+        argv=("--dry-run", "--set", "training_args.learning_rate=-1"),
     ),
     "json-without-dry-run": Case("--json", "--dry-run", argv=("--json",)),
     # ---- tracking and launchers
@@ -519,9 +585,9 @@ def write_yaml_12(path: Path, document: dict[str, Any]) -> None:
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under `root` with its bytes (None for a folder): equal snapshots mean nothing was written."""
+    """Every path under `root` with its bytes (None for a folder or a FIFO): equal snapshots mean nothing was written."""
     return {
-        str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
+        str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
         for path in sorted(root.rglob("*"))
     }
 
@@ -595,6 +661,8 @@ def test_ftrun_dry_run_exits_2_naming_the_place_without_traceback_or_writes(
 
     case = CASES[name]
     prepared = prepare_case(case, tmp_path, tokenizers)
+    for variable, value in case.env.items():
+        monkeypatch.setenv(variable, value)
     monkeypatch.chdir(tmp_path / "work")  # relative paths a run might write land where the snapshot looks
     before = tree_snapshot(tmp_path)
     code, output = run_entry_point(main, ["ftrun", *prepared.argv], monkeypatch, capsys)

@@ -10,6 +10,7 @@ from typing import Annotated, TypedDict
 import msgspec
 
 from ftconfig.runtime.config._errors import DataError, ErrorItem
+from ftconfig.runtime.config._files import compression_of, special_file_problem
 
 __all__ = ["ChatMessage", "ChatRecord", "Conversation", "read_conversations", "read_file_bytes"]
 
@@ -51,6 +52,8 @@ _MISSING = re.compile(r"^Object missing required field `(?P<field>\w+)`$")
 
 def read_file_bytes(path: Path, *, location: str, shown: str) -> bytes:
     """The raw bytes of a data file; a missing or unreadable file names the config entry that points at it."""
+    if (problem := special_file_problem(path)) is not None:
+        raise DataError(ErrorItem(location, problem))
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -67,6 +70,10 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
     A file whose first character is `[` and that parses as one JSON array is read as an array (rows are then
     located as `name[index]`); anything else is JSON Lines, blank lines skipped.
     """
+    if (compression := compression_of(raw)) is not None:
+        raise DataError(
+            ErrorItem(name, f"the file is {compression}-compressed", "Decompress it; data files are plain JSON Lines.")
+        )
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     stripped = raw.lstrip()
@@ -83,9 +90,12 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
             conversations.append(_ROW_DECODER.decode(text).messages)
             continue
         except msgspec.DecodeError as exc:  # ValidationError is a subclass: wrong shape rather than bad JSON
-            bad_rows += 1
-            if len(problems) < MAX_REPORTED_ROWS:
-                problems.append(ErrorItem(where, _row_message(text, exc)))
+            message = _row_message(text, exc)
+        except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings only as it decodes them
+            message = f"not UTF-8 text (byte {exc.start} of the row); save the file as UTF-8"
+        bad_rows += 1
+        if len(problems) < MAX_REPORTED_ROWS:
+            problems.append(ErrorItem(where, message))
     if bad_rows > len(problems):
         more = bad_rows - len(problems)
         problems.append(

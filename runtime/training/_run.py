@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
 from ftconfig.runtime.config._resolve import ResolvedRun, resolve_run
 from ftconfig.runtime.tracking._mlflow import check_tracking_server
 from ftconfig.runtime.tracking._plan import resolve_tracking
@@ -66,9 +66,36 @@ class PreparedRun:
         return Path(self.resolved.output_dir)
 
 
+def launcher_variable(name: str, default: int, *, minimum: int = 0) -> int:
+    """A whole number a launcher (torchrun, accelerate, a scheduler) put in the environment; UserError if not."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise UserError(
+            ErrorItem(
+                f"environment variable {name}",
+                f"{text!r} is not a whole number >= {minimum}",
+                "Launchers (torchrun, accelerate launch) set it; unset it for a single-process run.",
+            )
+        )
+    return value
+
+
 def process_world() -> tuple[int, int]:
     """(world size, global rank) as torchrun / accelerate launch set them; (1, 0) for a plain process."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    world_size = launcher_variable("WORLD_SIZE", 1, minimum=1)
+    rank = launcher_variable("RANK", 0)
+    launcher_variable("LOCAL_RANK", 0)
+    if rank >= world_size:
+        raise UserError(
+            ErrorItem("environment variable RANK", f"{rank} is not below WORLD_SIZE ({world_size})")
+        )
+    return world_size, rank
 
 
 def _is_quantized(config: FinetuningConfig) -> bool:
@@ -221,7 +248,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         quant_storage_for_fsdp(config.quant_conf, config.training_args),
         use_cache=run.resolved.use_cache,
         world_size=run.resolved.world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_rank=launcher_variable("LOCAL_RANK", 0),
     )
     modules_to_save = grow_embeddings(model, run.tokenizer, run.setup.added_tokens)
     uses_adapter = not isinstance(config.peft_conf, NoPeftConfig)
