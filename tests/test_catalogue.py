@@ -475,7 +475,9 @@ CASES: dict[str, Case] = {
         "$.peft_conf.peft_kwargs", "no_such_proj", {"peft_conf.peft_kwargs.target_modules": ["no_such_proj"]}
     ),
     # ---- hostile documents and environments
-    "yaml-alias-bomb": Case("alias_bomb.yaml", "expands to more than", config_file="alias_bomb.yaml", schema=True),
+    "yaml-alias-bomb": Case(
+        "alias_bomb.yaml", "expands to more than", config_file="alias_bomb.yaml", schema=True
+    ),
     "yaml-recursive-alias": Case(
         "recursive_alias.yaml", "contains itself", config_file="recursive_alias.yaml", schema=True
     ),
@@ -486,7 +488,10 @@ CASES: dict[str, Case] = {
         "nested_1000_levels.json", "nests deeper", config_file="nested_1000_levels.json", schema=True
     ),
     "json-duplicate-keys": Case(
-        "duplicate_keys.json:4", "duplicate key 'learning_rate'", config_file="duplicate_keys.json", schema=True
+        "duplicate_keys.json:4",
+        "duplicate key 'learning_rate'",
+        config_file="duplicate_keys.json",
+        schema=True,
     ),
     "set-path-1000-levels": Case(
         "--set a.a.a", "deeper than", argv=("--dry-run", "--set", ".".join(["a"] * 1000) + "=1")

@@ -118,10 +118,7 @@ def _parse_json(text: str, *, name: str) -> Any:
 
 def parse_document(text: str, *, name: str) -> dict[str, Any]:
     """Parse a whole config document and insist that it is a non-empty mapping."""
-    if name.endswith(".json"):
-        document = _parse_json(text, name=name)
-    else:
-        document = parse_value(text, name=name)
+    document = _parse_json(text, name=name) if name.endswith(".json") else parse_value(text, name=name)
     if document is None:
         raise ConfigError(
             ErrorItem(
@@ -168,7 +165,9 @@ def apply_set_overrides(document: dict[str, Any], assignments: Sequence[str]) ->
         path, sep, raw_value = assignment.partition("=")
         keys = path.strip().split(".")
         if len(keys) > MAX_DEPTH:
-            raise ConfigError(ErrorItem(f"--set {path[:60]}...", f"the path is deeper than {MAX_DEPTH} levels"))
+            raise ConfigError(
+                ErrorItem(f"--set {path[:60]}...", f"the path is deeper than {MAX_DEPTH} levels")
+            )
         if not sep or not all(keys):
             raise ConfigError(
                 ErrorItem(

@@ -72,7 +72,11 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
     """
     if (compression := compression_of(raw)) is not None:
         raise DataError(
-            ErrorItem(name, f"the file is {compression}-compressed", "Decompress it; data files are plain JSON Lines.")
+            ErrorItem(
+                name,
+                f"the file is {compression}-compressed",
+                "Decompress it; data files are plain JSON Lines.",
+            )
         )
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
