@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["COMPRESSED_MAGIC", "compression_of", "special_file_problem"]
+__all__ = ["COMPRESSED_MAGIC", "compression_of", "special_file_problem", "writable_location_problem"]
 
 # Leading bytes of the compressed formats a data file is most often mistaken for.
 COMPRESSED_MAGIC = {
@@ -44,3 +44,21 @@ def special_file_problem(path: Path) -> str | None:
 def compression_of(raw: bytes) -> str | None:
     """The compression format whose magic bytes start `raw`, or None."""
     return next((name for magic, name in COMPRESSED_MAGIC.items() if raw.startswith(magic)), None)
+
+
+def writable_location_problem(folder: Path) -> str | None:
+    """Why a folder cannot be created or written at `folder`, found without writing anything; None if it can.
+
+    It is a file; a folder above it is a file; or the nearest existing folder above it is read-only.
+    """
+    for place in [folder, *folder.parents]:
+        if not place.exists():
+            continue
+        if not place.is_dir():
+            if place == folder:
+                return f"{folder} is a file, not a folder"
+            return f"{place} is a file, so {folder} cannot be a folder"
+        if not os.access(place, os.W_OK | os.X_OK):
+            return f"{place} is not writable"
+        return None
+    return None

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
-from ftconfig.runtime.config._resolve import ResolvedRun, resolve_run
+from ftconfig.runtime.config._files import writable_location_problem
+from ftconfig.runtime.config._resolve import ResolvedRun, resolve_output_dir, resolve_run
 from ftconfig.runtime.tracking._mlflow import check_tracking_server
 from ftconfig.runtime.tracking._plan import resolve_tracking
 from ftconfig.runtime.training._checkpoints import (
@@ -26,6 +27,7 @@ from ftconfig.runtime.training._checkpoints import (
     remove_numbered_checkpoints,
     resolve_resume,
 )
+from ftconfig.runtime.training._lock import check_not_running, output_dir_lock
 
 if TYPE_CHECKING:
     from ftconfig.generated.config import FinetuningConfig
@@ -137,6 +139,17 @@ def _check_packing_attention(attn_implementation: str | None) -> str:
     return layout
 
 
+def check_output_locations(output_dir: Path, cache_dir: Path) -> None:
+    """output_dir and the data cache must be folders this process can create and write (nothing is written)."""
+    problems = []
+    if (problem := writable_location_problem(output_dir)) is not None:
+        problems.append(ErrorItem("$.training_args.output_dir", problem))
+    if (problem := writable_location_problem(cache_dir)) is not None:
+        problems.append(ErrorItem("data cache (FTCONFIG_CACHE_DIR)", problem))
+    if problems:
+        raise ConfigError(problems)
+
+
 @contextlib.contextmanager
 def _library_seam(location: str) -> Iterator[None]:
     """Training-argument contradictions that transformers/TRL detect become config errors."""
@@ -158,6 +171,11 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         resume=resume,
         overwrite=options.overwrite,
     )
+    from ftconfig.runtime.data._cache import default_cache_dir
+
+    check_output_locations(output_dir, options.cache_dir or default_cache_dir())
+    if process_world()[1] == 0:
+        check_not_running(output_dir)
     _check_combinations(config)
     # A bad or unreachable tracking server is found now, not after the data is prepared or the model trained.
     tracking = resolve_tracking(
@@ -170,7 +188,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         check_tracking_server(tracking)
 
     from ftconfig.runtime.config._resolve import build_sft_config
-    from ftconfig.runtime.data._prepare import default_cache_dir, prepare_data
+    from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only, check_pad_strategy
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._peft import (
@@ -331,10 +349,19 @@ def _datasets_and_collator(run: PreparedRun, model: Any) -> tuple[Any, Any, Any]
 
 def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
+    world_size, rank = process_world()
+    # Rank 0 holds output_dir for the whole job (the other ranks write only where rank 0 lets them).
+    lock = output_dir_lock(Path(resolve_output_dir(config))) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        return _prepare_and_train(config, options, world_size=world_size, rank=rank)
+
+
+def _prepare_and_train(
+    config: FinetuningConfig, options: RunOptions, *, world_size: int, rank: int
+) -> RunResult:
     from ftconfig.runtime.tracking._mlflow import start_tracking, tracked_run
     from ftconfig.runtime.training._output import resolved_config_document
 
-    world_size, rank = process_world()
     run = prepare_run(config, options, world_size=world_size)
     if run.tracking is not None and run.tracking.display_uri != run.tracking.tracking_uri:
         # MLflow prints "View run ... at: <tracking URI>" to stdout when a run ends, credentials included.
