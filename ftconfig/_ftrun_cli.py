@@ -157,3 +157,15 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("ftrun: interrupted", err=True)
         sys.exit(130)
+    except Exception as error:
+        from ftconfig.runtime.training._output import StorageFailure, storage_failure
+
+        problem = str(error) if isinstance(error, StorageFailure) else storage_failure(error)
+        if problem is None:
+            raise
+        click.echo(
+            f"ftrun: stopped: {problem}. Free space (or fix the disk) and run again: with "
+            "run_conf.resume_from_checkpoint: auto the run continues from its last complete checkpoint",
+            err=True,
+        )
+        sys.exit(1)

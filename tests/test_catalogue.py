@@ -93,7 +93,7 @@ def _make_folder(name: str, files: dict[str, str] | None = None) -> Callable[[Pa
     """A setup step: a folder in the test's tmp folder with these files (name -> text)."""
 
     def make(tmp: Path) -> None:
-        (tmp / name).mkdir()
+        (tmp / name).mkdir(parents=True)
         for file_name, text in (files or {}).items():
             (tmp / name / file_name).write_text(text)
 
@@ -522,6 +522,31 @@ CASES: dict[str, Case] = {
         {"training_args.deepspeed": "{tmp}/ds.json"},
         setup=_make_file("ds.json", '{"zero_optimization": {"stage": 2}}'),
     ),
+    # ---- output locations
+    "output-dir-is-a-file": Case(
+        "$.training_args.output_dir",
+        "is a file, not a folder",
+        {"training_args.output_dir": "{tmp}/taken"},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "output-dir-under-a-file": Case(
+        "$.training_args.output_dir",
+        "cannot be a folder",
+        {"training_args.output_dir": "{tmp}/taken/out"},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "cache-dir-is-a-file": Case(
+        "FTCONFIG_CACHE_DIR",
+        "is a file",
+        setup=_make_file("cache", "a file\n"),
+        env={"FTCONFIG_CACHE_DIR": "{tmp}/cache"},
+    ),
+    "auto-resume-with-only-incomplete-checkpoints": Case(
+        "$.training_args.output_dir",
+        "holds only incomplete checkpoints",
+        {"training_args.output_dir": "{tmp}/cut-short", "run_conf.resume_from_checkpoint": "auto"},
+        setup=_make_folder("cut-short/checkpoint-8", {"model.safetensors": "half\n"}),
+    ),
     # ---- command line
     "set-without-equals": Case(
         "--set training_args.learning_rate",
@@ -667,7 +692,7 @@ def test_ftrun_dry_run_exits_2_naming_the_place_without_traceback_or_writes(
     case = CASES[name]
     prepared = prepare_case(case, tmp_path, tokenizers)
     for variable, value in case.env.items():
-        monkeypatch.setenv(variable, value)
+        monkeypatch.setenv(variable, value.replace("{tmp}", str(tmp_path / "work")))
     monkeypatch.chdir(tmp_path / "work")  # relative paths a run might write land where the snapshot looks
     before = tree_snapshot(tmp_path)
     code, output = run_entry_point(main, ["ftrun", *prepared.argv], monkeypatch, capsys)

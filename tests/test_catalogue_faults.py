@@ -6,7 +6,11 @@ These start processes and most train the tiny model for a few steps, so they are
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import pytest
 import yaml
 
 from tests.test_catalogue import with_changes
-from tests.test_faults import RUN_TIMEOUT_S, fault_document, start_ftrun
+from tests.test_faults import MAX_STEPS, RUN_TIMEOUT_S, fault_document, start_ftrun
 
 
 def write_document(directory: Path, name: str, document: dict) -> Path:
@@ -76,3 +80,61 @@ def test_a_full_run_refused_for_a_peft_mistake_writes_nothing_not_even_the_grown
     assert where in stderr
     assert not output_dir.exists(), sorted(str(path) for path in output_dir.rglob("*"))
     print(f"{name}: refused in {time.monotonic() - started:.1f} s")
+
+
+def _can_mount_a_small_disk() -> bool:
+    """A user+mount namespace lets an unprivileged process mount a size-limited tmpfs (Linux)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+DISK_FULL_SCRIPT = """
+set -u
+mount -t tmpfs -o size=3m tmpfs "$DISK"
+"$PYTHON" -m ftconfig "$CONFIG" 2> "$LOGS/full.err"
+echo $? > "$LOGS/full.rc"
+ls "$DISK/out" > "$LOGS/full.ls"
+mount -o remount,size=32m "$DISK"
+"$PYTHON" -m ftconfig "$CONFIG" 2> "$LOGS/freed.err"
+echo $? > "$LOGS/freed.rc"
+cp "$DISK/out/trainer_state.json" "$LOGS/trainer_state.json" 2>/dev/null || true
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not _can_mount_a_small_disk(), reason="needs unshare -rm to mount a small tmpfs")
+def test_a_disk_full_while_checkpointing_exits_1_naming_the_place_and_auto_resume_finishes_after_freeing_space(
+    tmp_path: Path,
+) -> None:
+    """3 MB hold two checkpoints of the tiny model (1.4 MB each) but not the third: the third save fails."""
+    disk, logs = tmp_path / "disk", tmp_path / "logs"
+    disk.mkdir()
+    logs.mkdir()
+    config = write_document(tmp_path, "run", fault_document(disk / "out"))
+    environment = {**os.environ, "DISK": str(disk), "LOGS": str(logs), "CONFIG": str(config)}
+    environment["PYTHON"] = sys.executable
+    subprocess.run(
+        ["unshare", "-rm", "sh", "-c", DISK_FULL_SCRIPT],
+        env=environment,
+        timeout=2 * RUN_TIMEOUT_S,
+        check=True,
+    )
+    full_stderr = (logs / "full.err").read_text()
+    assert (logs / "full.rc").read_text().strip() == "1", full_stderr[-3000:]
+    assert "Traceback" not in full_stderr
+    assert "No space left on device" in full_stderr
+    assert f"while writing under {disk / 'out'}" in full_stderr
+    assert "resume_from_checkpoint: auto" in full_stderr
+    assert "checkpoint-final" not in (logs / "full.ls").read_text().split()
+    freed_stderr = (logs / "freed.err").read_text()
+    assert (logs / "freed.rc").read_text().strip() == "0", freed_stderr[-3000:]
+    assert "resuming from" in freed_stderr
+    state = json.loads((logs / "trainer_state.json").read_text())
+    assert state["global_step"] == MAX_STEPS

@@ -83,22 +83,43 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
     return str(path)
 
 
-def guard_output_dir(output_dir: Path, *, final_name: str, resume: str | bool, overwrite: bool) -> None:
-    """Refuse to start a fresh run over an earlier one: its checkpoints would be lost or mixed with ours."""
+def guard_output_dir(
+    output_dir: Path, *, final_name: str, resume: str | bool, overwrite: bool, setting: bool | str = False
+) -> None:
+    """Refuse to start a fresh run over an earlier one: its checkpoints would be lost or mixed with ours.
+
+    `setting` is run_conf.resume_from_checkpoint as configured: when it already is 'auto' and nothing could be
+    resumed, the message says why (only incomplete checkpoints) instead of suggesting 'auto'.
+    """
     if resume or overwrite or not output_dir.is_dir():
         return
-    earlier = [path.name for path in numbered_checkpoints(output_dir)]
+    numbered = numbered_checkpoints(output_dir)
+    earlier = [path.name for path in numbered]
     if (output_dir / final_name).exists():
         earlier.append(final_name)
-    if earlier:
+    if not earlier:
+        return
+    location = "$.training_args.output_dir"
+    if setting == "auto" and numbered and not (output_dir / final_name).exists():
         raise ConfigError(
             ErrorItem(
-                "$.training_args.output_dir",
-                f"{output_dir} already holds a run ({', '.join(sorted(earlier))})",
-                "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
-                "or pass --overwrite to replace it.",
+                location,
+                f"{output_dir} holds only incomplete checkpoints ({', '.join(earlier)}: no readable "
+                f"{TRAINER_STATE_NAME}, a save that was cut short, e.g. by a full disk or a kill), so "
+                "resume_from_checkpoint: auto has nothing to continue from",
+                "Delete those folders (or pass --overwrite, which deletes them) to start afresh, "
+                "or choose another output_dir.",
             )
         )
+    hint = (
+        "Pass --overwrite to replace it, or choose another output_dir."
+        if setting == "auto"
+        else "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
+        "or pass --overwrite to replace it."
+    )
+    raise ConfigError(
+        ErrorItem(location, f"{output_dir} already holds a run ({', '.join(sorted(earlier))})", hint)
+    )
 
 
 def remove_numbered_checkpoints(output_dir: Path) -> list[Path]:

@@ -170,6 +170,7 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
         final_name=config.run_conf.final_checkpoint_name,
         resume=resume,
         overwrite=options.overwrite,
+        setting=config.run_conf.resume_from_checkpoint,
     )
     from ftconfig.runtime.data._cache import default_cache_dir
 
@@ -216,13 +217,16 @@ def prepare_run(config: FinetuningConfig, options: RunOptions, *, world_size: in
     # Rank 0 tokenises and fills the cache; the other ranks wait, then read the cache. Touching `device` sets up
     # the process group first: before that, TrainingArguments reports world_size 1 and would not wait.
     _ = sft_config.device
-    with sft_config.main_process_first(desc="data preparation"):
+    from ftconfig.runtime.training._output import naming_storage_failures
+
+    cache_dir = options.cache_dir or default_cache_dir()
+    with sft_config.main_process_first(desc="data preparation"), naming_storage_failures(cache_dir):
         data = prepare_data(
             config,
             tokenizer,
             setup,
             num_proc=options.num_preprocess_workers,
-            cache_dir=options.cache_dir or default_cache_dir(),
+            cache_dir=cache_dir,
         )
     return PreparedRun(
         config=config,
@@ -352,7 +356,10 @@ def train(config: FinetuningConfig, options: RunOptions) -> RunResult:
     world_size, rank = process_world()
     # Rank 0 holds output_dir for the whole job (the other ranks write only where rank 0 lets them).
     lock = output_dir_lock(Path(resolve_output_dir(config))) if rank == 0 else contextlib.nullcontext()
-    with lock:
+    from ftconfig.runtime.training._output import naming_storage_failures
+
+    output_dir = Path(resolve_output_dir(config))
+    with lock, naming_storage_failures(output_dir):
         return _prepare_and_train(config, options, world_size=world_size, rank=rank)
 
 
