@@ -82,6 +82,15 @@ def _make_file(name: str, text: str) -> Callable[[Path], None]:
     return make
 
 
+def _truncated_model_copy(tmp: Path) -> None:
+    """A copy of the tiny model whose weights file lost its second half (an interrupted download or copy)."""
+    import shutil
+
+    shutil.copytree(EXAMPLES / "tiny-llama", tmp / "model")
+    weights = tmp / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
 def _make_finished_run(output_dir: Path) -> None:
     final = output_dir / "checkpoint-final"
     final.mkdir(parents=True)
@@ -543,9 +552,13 @@ CASES: dict[str, Case] = {
     ),
     "auto-resume-with-only-incomplete-checkpoints": Case(
         "$.training_args.output_dir",
-        "holds only incomplete checkpoints",
+        "holds only incomplete or damaged checkpoints",
         {"training_args.output_dir": "{tmp}/cut-short", "run_conf.resume_from_checkpoint": "auto"},
         setup=_make_folder("cut-short/checkpoint-8", {"model.safetensors": "half\n"}),
+    ),
+    # ---- damaged files
+    "model-weights-truncated": Case(
+        "$.run_conf.model", "truncated", {"run_conf.model": "{tmp}/model"}, setup=_truncated_model_copy
     ),
     # ---- command line
     "set-without-equals": Case(

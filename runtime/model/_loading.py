@@ -27,6 +27,7 @@ from ftconfig.runtime.model._references import (
     local_problem,
     unavailable_hub_id,
 )
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 __all__ = [
     "check_model_reference",
@@ -197,7 +198,17 @@ def check_model_reference(run_conf: RunConfig) -> None:
     problem = local_problem(run_conf.model, args.subfolder)
     if problem is not None:
         raise ConfigError(problem)
-    if Path(run_conf.model).expanduser().is_dir():
+    folder = Path(run_conf.model).expanduser()
+    if folder.is_dir():
+        damage = first_damaged_file(folder / args.subfolder if args.subfolder else folder)
+        if damage is not None:
+            raise ConfigError(
+                ErrorItem(
+                    MODEL,
+                    f"the model's {damage[0].name} is {damage[1]} ({damage[0]})",
+                    "Copy or download the model again.",
+                )
+            )
         return
     _model_config(run_conf)
 

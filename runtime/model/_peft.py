@@ -20,6 +20,7 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._schema_errors import describe_value, suggest
 from ftconfig.runtime.model._loading import embedding_rows, model_skeleton
 from ftconfig.runtime.model._references import looks_like_hub_id
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 __all__ = [
     "apply_peft",
@@ -150,6 +151,10 @@ def check_adapter_reference(peft_conf: PeftConfig) -> None:
                 ErrorItem(
                     ADAPTER, f"{str(path)!r} is not an adapter folder (it has no adapter_config.json)", hint
                 )
+            )
+        if (damage := first_damaged_file(path)) is not None:
+            raise ConfigError(
+                ErrorItem(ADAPTER, f"the adapter's {damage[0].name} is {damage[1]} ({damage[0]})")
             )
         return
     if path.exists():

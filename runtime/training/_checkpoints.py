@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE_NAME = "trainer_state.json"
@@ -43,11 +44,19 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint-<N>; newer incomplete ones (a save cut short) are skipped with a warning."""
+    """The newest intact checkpoint-<N>; newer incomplete or damaged ones (a save cut short, a truncated file)
+    are skipped with a warning that names them."""
     for path in reversed(numbered_checkpoints(output_dir)):
-        if checkpoint_step(path) is not None:
-            return path
-        logger.warning("skipping %s: it is incomplete (no readable %s)", path, TRAINER_STATE_NAME)
+        if checkpoint_step(path) is None:
+            logger.warning("skipping %s: it is incomplete (no readable %s)", path, TRAINER_STATE_NAME)
+            continue
+        damage = first_damaged_file(path)
+        if damage is not None:
+            logger.warning(
+                "skipping %s: %s is %s; falling back to an older checkpoint", path, damage[0].name, damage[1]
+            )
+            continue
+        return path
     return None
 
 
@@ -80,6 +89,15 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
                 "Give true, false, 'auto' or the path of a checkpoint-<N> folder.",
             )
         )
+    damage = first_damaged_file(path)
+    if damage is not None:
+        raise ConfigError(
+            ErrorItem(
+                location,
+                f"{damage[0]} is {damage[1]}",
+                "Resume from an older checkpoint-<N>, or use 'auto', which skips damaged checkpoints.",
+            )
+        )
     return str(path)
 
 
@@ -104,8 +122,8 @@ def guard_output_dir(
         raise ConfigError(
             ErrorItem(
                 location,
-                f"{output_dir} holds only incomplete checkpoints ({', '.join(earlier)}: no readable "
-                f"{TRAINER_STATE_NAME}, a save that was cut short, e.g. by a full disk or a kill), so "
+                f"{output_dir} holds only incomplete or damaged checkpoints ({', '.join(earlier)}: a save "
+                "that was cut short, e.g. by a full disk or a kill; the warnings above name what is wrong), so "
                 "resume_from_checkpoint: auto has nothing to continue from",
                 "Delete those folders (or pass --overwrite, which deletes them) to start afresh, "
                 "or choose another output_dir.",
