@@ -556,6 +556,20 @@ CASES: dict[str, Case] = {
         {"training_args.output_dir": "{tmp}/cut-short", "run_conf.resume_from_checkpoint": "auto"},
         setup=_make_folder("cut-short/checkpoint-8", {"model.safetensors": "half\n"}),
     ),
+    # ---- data that trains nothing
+    "no-conversation-has-an-assistant-turn": Case(
+        "no_assistant_turn.jsonl",
+        "none of its 5 conversations",
+        {f"{DATASET0}.path": "{cases}/data/no_assistant_turn.jsonl"},
+    ),
+    "no-assistant-turn-with-completions-only": Case(
+        "no_assistant_turn.jsonl",
+        "has an assistant turn",
+        {
+            f"{DATASET0}.path": "{cases}/data/no_assistant_turn.jsonl",
+            "sft_args.train_on_completions_only": True,
+        },
+    ),
     # ---- damaged files
     "model-weights-truncated": Case(
         "$.run_conf.model", "truncated", {"run_conf.model": "{tmp}/model"}, setup=_truncated_model_copy

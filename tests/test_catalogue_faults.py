@@ -138,3 +138,59 @@ def test_a_disk_full_while_checkpointing_exits_1_naming_the_place_and_auto_resum
     assert "resuming from" in freed_stderr
     state = json.loads((logs / "trainer_state.json").read_text())
     assert state["global_step"] == MAX_STEPS
+
+
+PEAK_RSS = """
+import resource, subprocess, sys
+result = subprocess.run([sys.executable, "-m", "ftconfig", *sys.argv[1:]], capture_output=True, text=True)
+sys.stdout.write(result.stdout)
+sys.stderr.write(result.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=sys.stderr)
+sys.exit(result.returncode)
+"""
+
+
+def dry_run_peak_mib(config: Path) -> tuple[dict, int]:
+    """The --dry-run --json plan and the peak resident memory of its process, in MiB."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(config), "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout), int(result.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_one_huge_conversation_is_dropped_before_tokenising_so_memory_stays_flat(tmp_path: Path) -> None:
+    """A 40 MB row: once tokenised it would need gigabytes; bounded by characters it costs its own bytes."""
+    from tests.conftest import EXAMPLES
+
+    rows = (EXAMPLES / "data" / "train.jsonl").read_text().splitlines()[:40]
+    huge = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "word " * 8_000_000},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+    )
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(rows) + "\n")
+    large = tmp_path / "large.jsonl"
+    large.write_text("\n".join([*rows, huge]) + "\n")
+
+    plans = {}
+    for name, data in (("small", small), ("large", large)):
+        document = fault_document(tmp_path / f"out-{name}")
+        document["data_conf"]["training_data"] = {"type": "CONCATENATION", "datasets": [{"path": str(data)}]}
+        plans[name] = dry_run_peak_mib(write_document(tmp_path, name, document))
+    (small_plan, small_mib), (large_plan, large_mib) = plans["small"], plans["large"]
+    assert large_plan["dropped_examples"] == small_plan["dropped_examples"] + 1
+    assert large_plan["train_examples"] == small_plan["train_examples"]
+    print(f"peak RSS: {small_mib} MiB without the 40 MB row, {large_mib} MiB with it")
+    # The file itself is read whole (40 MB, decoded once more as text): a few hundred MiB at most, not gigabytes.
+    assert large_mib - small_mib < 400

@@ -93,9 +93,9 @@ def test_whole_files_pass_and_every_truncation_of_a_safetensors_file_is_caught(t
 def test_a_damaged_cache_entry_is_detected_by_its_checksums_and_rebuilt_never_read_as_wrong_examples(
     tmp_path: Path,
     tiny_model_dir: Path,
-    prepare: Any,
+    prepare: Any,  # noqa: F811
     damage: str,
-    caplog: pytest.LogCaptureFixture,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path, _ = write_source(tmp_path, "a", 6)
     config = make_config(tiny_model_dir, concatenation(path))

@@ -30,7 +30,15 @@ from ftconfig.runtime.data._cache import (
     tokenizer_fingerprint,
 )
 from ftconfig.runtime.data._encode import encode_conversations
-from ftconfig.runtime.data._records import Conversation, read_conversations, read_file_bytes
+from ftconfig.runtime.data._records import (
+    PLACEHOLDER,
+    Conversation,
+    certainly_too_long,
+    check_assistant_turns,
+    longest_token_chars,
+    read_conversations,
+    read_file_bytes,
+)
 
 if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
@@ -182,6 +190,7 @@ def _parse_files(raw: dict[str, bytes]) -> _Sources:
     for path, content in raw.items():
         try:
             rows = read_conversations(content, name=path)
+            check_assistant_turns(rows, name=path)
         except DataError as exc:
             problems += exc.items
             rows = []
@@ -207,8 +216,15 @@ def _prepare(
 ) -> PreparedData:
     data_conf, max_length = config.data_conf, int(config.sft_args.max_seq_length)
     sources = _parse_files(raw)
+    overlong = certainly_too_long(
+        sources.conversations, max_seq_length=max_length, token_chars=longest_token_chars(tokenizer)
+    )
+    conversations = [
+        PLACEHOLDER if skip else messages
+        for messages, skip in zip(sources.conversations, overlong, strict=True)
+    ]
     encoded = _tokenise(
-        sources.conversations,
+        conversations,
         tokenizer,
         setup,
         completions_only=bool(config.sft_args.train_on_completions_only),
@@ -216,6 +232,7 @@ def _prepare(
         fingerprint=key,
     )
     lengths = _column(encoded, "length")
+    lengths[overlong] = max_length + 1  # dropped by the length filter, counted like any too-long example
 
     training_data = data_conf.training_data
     if isinstance(training_data, WeightedMixDataInput):

@@ -5,14 +5,25 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import msgspec
+import numpy as np
 
 from ftconfig.runtime.config._errors import DataError, ErrorItem
 from ftconfig.runtime.config._files import compression_of, special_file_problem
 
-__all__ = ["ChatMessage", "ChatRecord", "Conversation", "read_conversations", "read_file_bytes"]
+__all__ = [
+    "PLACEHOLDER",
+    "ChatMessage",
+    "ChatRecord",
+    "Conversation",
+    "certainly_too_long",
+    "check_assistant_turns",
+    "longest_token_chars",
+    "read_conversations",
+    "read_file_bytes",
+]
 
 # More bad rows than this are summarised as "... and N more", so a broken 50k-row file stays readable.
 MAX_REPORTED_ROWS = 20
@@ -108,6 +119,46 @@ def read_conversations(raw: bytes, *, name: str) -> list[Conversation]:
     if problems:
         raise DataError(problems)
     return conversations
+
+
+def check_assistant_turns(conversations: list[Conversation], *, name: str) -> None:
+    """A file in which no conversation has an assistant turn would train on nothing useful: a DataError."""
+    if not any(message["role"] == "assistant" for messages in conversations for message in messages):
+        raise DataError(
+            ErrorItem(
+                name,
+                f"none of its {len(conversations)} conversations has an assistant turn, so there is nothing "
+                "to learn from it",
+                'Each conversation needs at least one {"role": "assistant", ...} message.',
+            )
+        )
+
+
+# What an over-long conversation is replaced with before tokenising: it keeps its row (ids, mixing and splitting
+# stay as they were) and the length filter then drops it, counted with the other too-long examples.
+PLACEHOLDER: Conversation = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """The most characters any one token of the vocabulary can stand for (its stored form is at least as long:
+    byte-level BPE stores one character per byte, SentencePiece '▁' per space, byte tokens as '<0xAB>')."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1) or 1
+
+
+def certainly_too_long(
+    conversations: list[Conversation], *, max_seq_length: int, token_chars: int
+) -> np.ndarray:
+    """Which conversations have more content characters than max_seq_length tokens can hold.
+
+    Checked before rendering and tokenising, so one huge row costs a length count instead of gigabytes of
+    template output and token ids; the bound is safe (such a row always tokenises too long).
+    """
+    limit = max_seq_length * token_chars
+    return np.fromiter(
+        (sum(len(message["content"]) for message in messages) > limit for messages in conversations),
+        dtype=bool,
+        count=len(conversations),
+    )
 
 
 def _array_rows(raw: bytes, *, name: str) -> list[tuple[str, bytes]] | None:
