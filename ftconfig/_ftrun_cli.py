@@ -50,6 +50,19 @@ def _configure_logging(rank: int) -> None:
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
     logging.basicConfig(level=logging.WARNING, format=f"{prefix}: %(message)s")
     logging.getLogger("ftconfig").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Credentials in any URI a log line quotes are redacted before the line is printed."""
+    from ftconfig.runtime.config._secrets import redact_text
+
+    message = record.getMessage()
+    redacted = redact_text(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    return True
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,8 +176,10 @@ def main() -> None:
         problem = str(error) if isinstance(error, StorageFailure) else storage_failure(error)
         if problem is None:
             raise
+        from ftconfig.runtime.config._secrets import redact_text
+
         click.echo(
-            f"ftrun: stopped: {problem}. Free space (or fix the disk) and run again: with "
+            f"ftrun: stopped: {redact_text(problem)}. Free space (or fix the disk) and run again: with "
             "run_conf.resume_from_checkpoint: auto the run continues from its last complete checkpoint",
             err=True,
         )
