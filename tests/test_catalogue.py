@@ -597,6 +597,22 @@ CASES: dict[str, Case] = {
         "sqlite",
         {"tracking": {"mlflow_server_uri": "file:///{tmp}/mlruns", "experiment_name": "x"}},
     ),
+    "tracking-postgresql-without-its-driver": Case(
+        "$.tracking.mlflow_server_uri",
+        "not installed",
+        {"tracking": {"mlflow_server_uri": "postgresql://svc:pw@127.0.0.1:1/mlflow", "experiment_name": "x"}},
+    ),
+    "tracking-sqlite-store-under-a-file": Case(
+        "$.tracking.mlflow_server_uri",
+        "cannot be written",
+        {"tracking": {"mlflow_server_uri": "sqlite:///{tmp}/taken/mlflow.db", "experiment_name": "x"}},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "tracking-uri-from-the-environment-unreachable": Case(
+        "MLFLOW_TRACKING_URI",
+        "cannot reach",
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "DISABLE_MLFLOW_INTEGRATION": "false"},
+    ),
     "deepspeed-config-missing": Case(
         "$.training_args.deepspeed", "no-such-ds.json", {"training_args.deepspeed": "{tmp}/no-such-ds.json"}
     ),

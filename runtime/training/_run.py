@@ -382,6 +382,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     from trl import SFTTrainer
 
     from ftconfig.runtime.config._secrets import detach_hub_token
+    from ftconfig.runtime.tracking._guard import guard_tracking_callbacks
     from ftconfig.runtime.training._output import (
         RESOLVED_CONFIG_NAME,
         replace_directory,
@@ -409,6 +410,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
         data_collator=collator,
         callbacks=[NumberedCheckpointRotation(limit)] if limit else [],
     )
+    guard_tracking_callbacks(trainer, run.tracking)
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
