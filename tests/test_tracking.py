@@ -174,7 +174,7 @@ def test_database_uris_with_a_driver_are_accepted() -> None:
 def test_our_schemes_are_ones_mlflow_registers() -> None:
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
-    from ftconfig.runtime.tracking._mlflow import _SCHEMES
+    from ftconfig.runtime.tracking._plan import _SCHEMES
 
     assert set(_SCHEMES) <= set(_tracking_store_registry._registry)
 
