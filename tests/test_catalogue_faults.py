@@ -6,9 +6,11 @@ These start processes and most train the tiny model for a few steps, so they are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +196,78 @@ def test_one_huge_conversation_is_dropped_before_tokenising_so_memory_stays_flat
     print(f"peak RSS: {small_mib} MiB without the 40 MB row, {large_mib} MiB with it")
     # The file itself is read whole (40 MB, decoded once more as text): a few hundred MiB at most, not gigabytes.
     assert large_mib - small_mib < 400
+
+
+def _children(pid: int) -> list[int]:
+    """The direct child processes of `pid` (the preparation workers, datasets' manager)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "to_group"),
+    [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
+    ids=["ctrl-c-in-a-terminal", "sigterm-to-ftrun"],
+)
+def test_a_signal_during_data_preparation_with_workers_stops_cleanly_and_leaves_the_cache_usable(
+    tmp_path: Path, signum: int, exit_code: int, to_group: bool
+) -> None:
+    from tests.conftest import EXAMPLES
+
+    rows = (EXAMPLES / "data" / "train.jsonl").read_text().splitlines()
+    data = tmp_path / "big.jsonl"
+    data.write_text("\n".join(rows * 60) + "\n")  # 24,000 conversations: preparation takes seconds
+    output_dir = tmp_path / "out"
+    document = fault_document(output_dir)
+    document["data_conf"]["training_data"] = {"type": "CONCATENATION", "datasets": [{"path": str(data)}]}
+    config = write_document(tmp_path, "run", document)
+    cache = tmp_path / "cache"
+    environment = {**os.environ, "FTCONFIG_CACHE_DIR": str(cache)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ftconfig", str(config), "--num-preprocess-workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    seen = ""
+    while "Tokenis" not in seen and "Map" not in seen:
+        char = process.stderr.read(1)
+        assert char, f"ftrun ended before preparing data:\n{seen[-3000:]}"
+        seen += char
+    time.sleep(1.0)
+    workers = _children(process.pid)
+    assert len(workers) >= 2, workers
+    if to_group:
+        os.killpg(process.pid, signum)  # what Ctrl-C does: every process of the foreground job gets SIGINT
+    else:
+        process.send_signal(signum)
+    stderr = seen + process.communicate(timeout=RUN_TIMEOUT_S)[1]
+    assert process.returncode == exit_code, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert f"stopped by {signal.Signals(signum).name}" in stderr
+    time.sleep(0.5)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == [], (
+        "preparation workers outlived ftrun"
+    )
+    assert not output_dir.exists(), "the stopped run left its output_dir (or lock) behind"
+    assert not cache.exists() or [path.name for path in cache.iterdir()] == []
+    # The cache is unharmed: a dry run prepares and stores the data, and a second one reads it back.
+    for expected in ("tokenised and cached", "loaded from the cache"):
+        dry = subprocess.run(
+            [sys.executable, "-m", "ftconfig", str(config), "--dry-run", "--num-preprocess-workers", "2"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        assert expected in dry.stderr
