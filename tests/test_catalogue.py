@@ -768,7 +768,14 @@ def test_ftschema_validate_rejects_exactly_the_pure_config_mistakes(
     assert not prepared.output_dir.exists()
 
 
-SUBPROCESS_CASES = ["training-args-key-misspelled", "jsonl-line-not-json", "model-path-missing"]
+SUBPROCESS_CASES = [
+    "training-args-key-misspelled",
+    "jsonl-line-not-json",
+    "model-path-missing",
+    "yaml-alias-bomb",
+    "data-path-is-a-fifo",
+    "world-size-not-a-number",
+]
 
 
 @pytest.mark.integration
@@ -779,10 +786,15 @@ def test_python_m_ftconfig_process_exits_2_with_the_message_and_no_traceback(
     case = CASES[name]
     prepared = prepare_case(case, tmp_path, tokenizers)
     before = tree_snapshot(tmp_path)
+    environment = {
+        **os.environ,
+        **{key: value.replace("{tmp}", str(tmp_path / "work")) for key, value in case.env.items()},
+    }
     result = subprocess.run(
         [sys.executable, "-m", "ftconfig", *prepared.argv],
         capture_output=True,
         text=True,
+        env=environment,
         cwd=tmp_path / "work",
         timeout=300,
         check=False,

@@ -271,3 +271,34 @@ def test_a_signal_during_data_preparation_with_workers_stops_cleanly_and_leaves_
         )
         assert dry.returncode == 0, dry.stderr[-3000:]
         assert expected in dry.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not _can_mount_a_small_disk(), reason="needs unshare -rm to mount a small tmpfs")
+def test_a_full_disk_under_the_data_cache_exits_1_naming_the_cache_and_keeps_no_half_entry(
+    tmp_path: Path,
+) -> None:
+    cache, logs = tmp_path / "cache", tmp_path / "logs"
+    cache.mkdir()
+    logs.mkdir()
+    config = write_document(tmp_path, "run", fault_document(tmp_path / "out"))
+    script = (
+        'mount -t tmpfs -o size=16k tmpfs "$CACHE" && '
+        '"$PYTHON" -m ftconfig "$CONFIG" --dry-run 2> "$LOGS/err"; echo $? > "$LOGS/rc"; '
+        'ls -A "$CACHE" > "$LOGS/ls"'
+    )
+    environment = {
+        **os.environ,
+        "CACHE": str(cache),
+        "LOGS": str(logs),
+        "CONFIG": str(config),
+        "PYTHON": sys.executable,
+        "FTCONFIG_CACHE_DIR": str(cache),
+    }
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], env=environment, timeout=RUN_TIMEOUT_S, check=True)
+    stderr = (logs / "err").read_text()
+    assert (logs / "rc").read_text().strip() == "1", stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "No space left on device" in stderr and f"while writing under {cache}" in stderr
+    assert (logs / "ls").read_text().split() == [], "a half-written cache entry was left behind"
