@@ -92,3 +92,26 @@ def test_an_output_dir_that_is_a_file_or_under_a_file_is_a_config_error_naming_t
         pytest.fail("locked a folder that cannot exist")
     assert "$.training_args.output_dir" in str(refused.value)
     assert f"{tmp_path / 'file'} is a file" in str(refused.value)
+
+
+def test_the_dry_run_reports_a_running_job_in_its_output_dir_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ftconfig._ftrun_cli import main
+    from tests.conftest import tiny_run_document
+    from tests.test_catalogue import run_entry_point, tree_snapshot, write_yaml_12
+
+    output_dir = tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    write_yaml_12(config, tiny_run_document(output_dir))
+    holder = start_holder(output_dir)
+    try:
+        before = tree_snapshot(tmp_path)
+        code, output = run_entry_point(main, ["ftrun", str(config), "--dry-run"], monkeypatch, capsys)
+        assert code == 2, output
+        assert f"in use by another ftrun (pid {holder.pid}" in output
+        assert "Traceback" not in output
+        assert tree_snapshot(tmp_path) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
