@@ -56,8 +56,22 @@ def configure_output(rank: int) -> None:
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    handler.addFilter(_redact_record)
+    if logging.lastResort is not None:  # where library warnings go when nobody configured the root logger
+        logging.lastResort.addFilter(_redact_record)
     ours = logging.getLogger("ftconfig")
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
     _silence_library_noise()
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Credentials in any URI a log line quotes are redacted before the line is printed."""
+    from ftconfig.runtime.config._secrets import redact_text
+
+    message = record.getMessage()
+    redacted = redact_text(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    return True

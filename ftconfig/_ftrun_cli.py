@@ -192,5 +192,17 @@ def main() -> None:
             raise
         click.echo(f"ftrun: a training library cannot be imported ({error}); {_INSTALL_TRAIN}", err=True)
         sys.exit(1)
-    except Exception:
-        report_bug("ftrun")
+    except Exception as error:
+        from ftconfig.runtime.training._output import StorageFailure, storage_failure
+
+        problem = str(error) if isinstance(error, StorageFailure) else storage_failure(error)
+        if problem is None:
+            report_bug("ftrun")
+        from ftconfig.runtime.config._secrets import redact_text
+
+        click.echo(
+            f"ftrun: stopped: {redact_text(problem)}. Free space (or fix the disk) and run again: with "
+            "run_conf.resume_from_checkpoint: auto the run continues from its last complete checkpoint",
+            err=True,
+        )
+        sys.exit(1)

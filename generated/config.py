@@ -108,7 +108,9 @@ class WeightedMixDataInput(Struct, kw_only=True, tag_field='type', tag='PRECOMPU
         Annotated[
             int,
             Meta(
-                description='Seed for the random number generator for interleaving draws.'
+                description='Seed for the random number generator for interleaving draws.',
+                ge=0,
+                le=4294967295,
             ),
         ]
     ) = 19851243
@@ -137,7 +139,12 @@ class AutoSplitDataInput(Struct, kw_only=True, tag_field='type', tag='AUTO_SPLIT
     ) = 0.2
     seed: (
         Annotated[
-            int, Meta(description='Seed for the random number generator for splitting.')
+            int,
+            Meta(
+                description='Seed for the random number generator for splitting.',
+                ge=0,
+                le=4294967295,
+            ),
         ]
     ) = 1289525893
 
@@ -171,7 +178,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
     ) = None
     num_train_epochs: (
         Annotated[
-            float, Meta(description='Total number of training epochs to perform.')
+            float,
+            Meta(description='Total number of training epochs to perform.', ge=0.0),
         ]
     ) = 3.0
     max_steps: (
@@ -184,7 +192,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
     ) = -1
     learning_rate: (
         Annotated[
-            float, Meta(description='The initial learning rate for the optimizer.')
+            float,
+            Meta(description='The initial learning rate for the optimizer.', ge=0.0),
         ]
     ) = 5e-05
     lr_scheduler_type: (
@@ -206,7 +215,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).'
+                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).',
+                ge=0.0,
             ),
         ]
     ) = 0
@@ -229,7 +239,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.'
+                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.',
+                ge=0.0,
             ),
         ]
     ) = 0.0
@@ -237,7 +248,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.'
+                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
     ) = 0.9
@@ -245,7 +258,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.'
+                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
     ) = 0.999
@@ -253,7 +268,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Epsilon value for numerical stability in Adam-based optimizers.'
+                description='Epsilon value for numerical stability in Adam-based optimizers.',
+                ge=0.0,
             ),
         ]
     ) = 1e-08
@@ -431,7 +447,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.'
+                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.',
+                gt=0,
             ),
         ]
         | None
@@ -454,7 +471,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
     ) = 500
@@ -565,7 +583,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps."
+                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.",
+                gt=0.0,
             ),
         ]
         | None
@@ -653,7 +672,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
     ) = 500
@@ -794,7 +814,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed that will be set at the beginning of training.'
+                description='Random seed that will be set at the beginning of training.',
+                ge=0,
+                le=4294967295,
             ),
         ]
     ) = 42
@@ -802,7 +824,9 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.'
+                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.',
+                ge=0,
+                le=4294967295,
             ),
         ]
         | None
@@ -845,7 +869,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.'
+                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.',
+                ge=0,
             ),
         ]
     ) = 0
@@ -866,7 +891,8 @@ class SilogenTrainingArguments(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.'
+                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.',
+                ge=1,
             ),
         ]
         | None
@@ -1958,7 +1984,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
     ) = None
     num_train_epochs: (
         Annotated[
-            float, Meta(description='Total number of training epochs to perform.')
+            float,
+            Meta(description='Total number of training epochs to perform.', ge=0.0),
         ]
     ) = 3.0
     max_steps: (
@@ -1970,7 +1997,9 @@ class SilogenDPOConfig(Struct, kw_only=True):
         ]
     ) = -1
     learning_rate: (
-        Annotated[float, Meta(description='The initial learning rate for AdamW.')]
+        Annotated[
+            float, Meta(description='The initial learning rate for AdamW.', ge=0.0)
+        ]
     ) = 1e-06
     lr_scheduler_type: (
         Annotated[
@@ -1991,7 +2020,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).'
+                description='Number of steps for a linear warmup from 0 to `learning_rate`. Can be an integer (exact steps) or a float in [0, 1) (ratio of total steps).',
+                ge=0.0,
             ),
         ]
     ) = 0
@@ -2014,7 +2044,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.'
+                description='Weight decay coefficient applied by the optimizer. Automatically excluded from bias and LayerNorm parameters.',
+                ge=0.0,
             ),
         ]
     ) = 0.0
@@ -2022,7 +2053,9 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.'
+                description='The exponential decay rate for the first moment estimates (momentum) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
     ) = 0.9
@@ -2030,7 +2063,9 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.'
+                description='The exponential decay rate for the second moment estimates (variance) in Adam-based optimizers.',
+                ge=0.0,
+                lt=1.0,
             ),
         ]
     ) = 0.999
@@ -2038,7 +2073,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Epsilon value for numerical stability in Adam-based optimizers.'
+                description='Epsilon value for numerical stability in Adam-based optimizers.',
+                ge=0.0,
             ),
         ]
     ) = 1e-08
@@ -2216,7 +2252,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.'
+                description='Number of steps to wait before calling `torch.<device>.empty_cache()`. Helps avoid CUDA OOM at a cost of ~10% slower performance. If None, cache will not be emptied.',
+                gt=0,
             ),
         ]
         | None
@@ -2239,7 +2276,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Log every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
     ) = 10
@@ -2350,7 +2388,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps."
+                description="Number of update steps between evaluations if `eval_strategy='steps'`. Defaults to `logging_steps` if not set. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.",
+                gt=0.0,
             ),
         ]
         | None
@@ -2438,7 +2477,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             float,
             Meta(
-                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.'
+                description='Save checkpoint every X updates steps. Should be an integer or a float in range `[0,1)`. If smaller than 1, will be interpreted as ratio of total training steps.',
+                gt=0.0,
             ),
         ]
     ) = 500
@@ -2579,7 +2619,9 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed that will be set at the beginning of training.'
+                description='Random seed that will be set at the beginning of training.',
+                ge=0,
+                le=4294967295,
             ),
         ]
     ) = 42
@@ -2587,7 +2629,9 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.'
+                description='Random seed to be used with data samplers. If not set, uses the same seed as `seed`.',
+                ge=0,
+                le=4294967295,
             ),
         ]
         | None
@@ -2630,7 +2674,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.'
+                description='Number of subprocesses to use for data loading (PyTorch only). 0 means that the data will be loaded in the main process.',
+                ge=0,
             ),
         ]
     ) = 0
@@ -2651,7 +2696,8 @@ class SilogenDPOConfig(Struct, kw_only=True):
         Annotated[
             int,
             Meta(
-                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.'
+                description='Number of batches loaded in advance by each worker. 2 means there will be a total of 2 * num_workers batches prefetched across all workers.',
+                ge=1,
             ),
         ]
         | None

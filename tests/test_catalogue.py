@@ -13,6 +13,7 @@ rows of the table below.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -65,6 +66,31 @@ def tokenizers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _make_fifo(name: str) -> Callable[[Path], None]:
+    """A setup step: a named pipe that nobody writes to (reading it would block forever)."""
+
+    def make(tmp: Path) -> None:
+        os.mkfifo(tmp / name)
+
+    return make
+
+
+def _make_file(name: str, text: str) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        (tmp / name).write_text(text)
+
+    return make
+
+
+def _truncated_model_copy(tmp: Path) -> None:
+    """A copy of the tiny model whose weights file lost its second half (an interrupted download or copy)."""
+    import shutil
+
+    shutil.copytree(EXAMPLES / "tiny-llama", tmp / "model")
+    weights = tmp / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
 def _make_finished_run(output_dir: Path) -> None:
     final = output_dir / "checkpoint-final"
     final.mkdir(parents=True)
@@ -76,7 +102,7 @@ def _make_folder(name: str, files: dict[str, str] | None = None) -> Callable[[Pa
     """A setup step: a folder in the test's tmp folder with these files (name -> text)."""
 
     def make(tmp: Path) -> None:
-        (tmp / name).mkdir()
+        (tmp / name).mkdir(parents=True)
         for file_name, text in (files or {}).items():
             (tmp / name / file_name).write_text(text)
 
@@ -97,6 +123,7 @@ class Case:
         None  # prepares files in the test's tmp folder (never in output_dir)
     )
     finished_run: bool = False  # output_dir already holds a finished run, which must stay untouched
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for the run
 
 
 DATASET0 = "data_conf.training_data.datasets.0"
@@ -436,6 +463,137 @@ CASES: dict[str, Case] = {
     "output-dir-holds-a-finished-run": Case(
         "$.training_args.output_dir", "already holds a run", finished_run=True
     ),
+    # ---- values the libraries reject only once training starts
+    "learning-rate-negative": Case(
+        "$.training_args.learning_rate", "0", {"training_args.learning_rate": -1e-4}, schema=True
+    ),
+    "adam-beta1-one": Case("$.training_args.adam_beta1", "1", {"training_args.adam_beta1": 1.0}, schema=True),
+    "adam-beta2-negative": Case(
+        "$.training_args.adam_beta2", "0", {"training_args.adam_beta2": -0.1}, schema=True
+    ),
+    "dataloader-num-workers-negative": Case(
+        "$.training_args.dataloader_num_workers",
+        "0",
+        {"training_args.dataloader_num_workers": -1},
+        schema=True,
+    ),
+    "seed-above-2-to-the-32": Case(
+        "$.training_args.seed", "4294967295", {"training_args.seed": 2**32}, schema=True
+    ),
+    "seed-negative": Case("$.training_args.seed", "0", {"training_args.seed": -5}, schema=True),
+    "auto-split-seed-negative": Case(
+        "$.data_conf.validation_data.seed",
+        "0",
+        {"data_conf.validation_data": {"type": "AUTO_SPLIT", "ratio": 0.2, "seed": -1}},
+        schema=True,
+    ),
+    "weighted-mix-seed-too-large": Case(
+        "$.data_conf.training_data.seed",
+        "4294967295",
+        {"data_conf.training_data.type": "PRECOMPUTE_WEIGHTED_MIX", "data_conf.training_data.seed": 2**33},
+        schema=True,
+    ),
+    "zero-epochs-without-max-steps": Case(
+        "$.training_args.num_train_epochs",
+        "train nothing",
+        {"training_args.num_train_epochs": 0, "training_args.max_steps": -1},
+        schema=True,
+    ),
+    "lora-rank-zero": Case("$.peft_conf.peft_kwargs", "r", {"peft_conf.peft_kwargs.r": 0}),
+    "lora-target-modules-match-nothing": Case(
+        "$.peft_conf.peft_kwargs", "no_such_proj", {"peft_conf.peft_kwargs.target_modules": ["no_such_proj"]}
+    ),
+    # ---- hostile documents and environments
+    "yaml-alias-bomb": Case(
+        "alias_bomb.yaml", "expands to more than", config_file="alias_bomb.yaml", schema=True
+    ),
+    "yaml-recursive-alias": Case(
+        "recursive_alias.yaml", "contains itself", config_file="recursive_alias.yaml", schema=True
+    ),
+    "yaml-nested-1000-levels": Case(
+        "nested_1000_levels.yaml", "nests deeper", config_file="nested_1000_levels.yaml", schema=True
+    ),
+    "json-nested-1000-levels": Case(
+        "nested_1000_levels.json", "nests deeper", config_file="nested_1000_levels.json", schema=True
+    ),
+    "json-duplicate-keys": Case(
+        "duplicate_keys.json:4",
+        "duplicate key 'learning_rate'",
+        config_file="duplicate_keys.json",
+        schema=True,
+    ),
+    "set-path-1000-levels": Case(
+        "--set a.a.a", "deeper than", argv=("--dry-run", "--set", ".".join(["a"] * 1000) + "=1")
+    ),
+    "set-value-1000-levels": Case(
+        "--set training_args.x",
+        "nests deeper",
+        argv=("--dry-run", "--set", "training_args.x=" + "[" * 1000 + "]" * 1000),
+    ),
+    "data-path-is-a-fifo": Case(
+        "$.data_conf.training_data.datasets[0].path",
+        "named pipe",
+        {f"{DATASET0}.path": "{tmp}/pipe.jsonl"},
+        setup=_make_fifo("pipe.jsonl"),
+    ),
+    "data-file-invalid-utf8-in-a-string": Case(
+        "invalid_utf8.jsonl:3", "not UTF-8", {f"{DATASET0}.path": "{cases}/data/invalid_utf8.jsonl"}
+    ),
+    "data-file-gzip-compressed": Case(
+        "compressed.jsonl.gz", "gzip-compressed", {f"{DATASET0}.path": "{cases}/data/compressed.jsonl.gz"}
+    ),
+    "world-size-not-a-number": Case("WORLD_SIZE", "not a whole number", env={"WORLD_SIZE": "two"}),
+    "rank-not-a-number": Case("RANK", "not a whole number", env={"RANK": "zero"}),
+    "local-rank-not-a-number": Case("LOCAL_RANK", "not a whole number", env={"LOCAL_RANK": "0x"}),
+    "deepspeed-config-without-deepspeed-installed": Case(
+        "$.training_args.deepspeed",
+        "deepspeed package is not installed",
+        {"training_args.deepspeed": "{tmp}/ds.json"},
+        setup=_make_file("ds.json", '{"zero_optimization": {"stage": 2}}'),
+    ),
+    # ---- output locations
+    "output-dir-is-a-file": Case(
+        "$.training_args.output_dir",
+        "is a file, not a folder",
+        {"training_args.output_dir": "{tmp}/taken"},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "output-dir-under-a-file": Case(
+        "$.training_args.output_dir",
+        "cannot be a folder",
+        {"training_args.output_dir": "{tmp}/taken/out"},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "cache-dir-is-a-file": Case(
+        "FTCONFIG_CACHE_DIR",
+        "is a file",
+        setup=_make_file("cache", "a file\n"),
+        env={"FTCONFIG_CACHE_DIR": "{tmp}/cache"},
+    ),
+    "auto-resume-with-only-incomplete-checkpoints": Case(
+        "$.training_args.output_dir",
+        "holds only incomplete or damaged checkpoints",
+        {"training_args.output_dir": "{tmp}/cut-short", "run_conf.resume_from_checkpoint": "auto"},
+        setup=_make_folder("cut-short/checkpoint-8", {"model.safetensors": "half\n"}),
+    ),
+    # ---- data that trains nothing
+    "no-conversation-has-an-assistant-turn": Case(
+        "no_assistant_turn.jsonl",
+        "none of its 5 conversations",
+        {f"{DATASET0}.path": "{cases}/data/no_assistant_turn.jsonl"},
+    ),
+    "no-assistant-turn-with-completions-only": Case(
+        "no_assistant_turn.jsonl",
+        "has an assistant turn",
+        {
+            f"{DATASET0}.path": "{cases}/data/no_assistant_turn.jsonl",
+            "sft_args.train_on_completions_only": True,
+        },
+    ),
+    # ---- damaged files
+    "model-weights-truncated": Case(
+        "$.run_conf.model", "truncated", {"run_conf.model": "{tmp}/model"}, setup=_truncated_model_copy
+    ),
     # ---- command line
     "set-without-equals": Case(
         "--set training_args.learning_rate",
@@ -447,12 +605,33 @@ CASES: dict[str, Case] = {
         "not a mapping",
         argv=("--dry-run", "--set", "training_args.learning_rate.x=1"),
     ),
+    "set-value-out-of-range-names-the-set-option": Case(
+        "$.training_args.learning_rate (from --set training_args.learning_rate)",
+        "at least 0",
+        argv=("--dry-run", "--set", "training_args.learning_rate=-1"),
+    ),
     "json-without-dry-run": Case("--json", "--dry-run", argv=("--json",)),
     # ---- tracking and launchers
     "tracking-uri-file-scheme": Case(
         "$.tracking.mlflow_server_uri",
         "sqlite",
         {"tracking": {"mlflow_server_uri": "file:///{tmp}/mlruns", "experiment_name": "x"}},
+    ),
+    "tracking-postgresql-without-its-driver": Case(
+        "$.tracking.mlflow_server_uri",
+        "not installed",
+        {"tracking": {"mlflow_server_uri": "postgresql://svc:pw@127.0.0.1:1/mlflow", "experiment_name": "x"}},
+    ),
+    "tracking-sqlite-store-under-a-file": Case(
+        "$.tracking.mlflow_server_uri",
+        "cannot be written",
+        {"tracking": {"mlflow_server_uri": "sqlite:///{tmp}/taken/mlflow.db", "experiment_name": "x"}},
+        setup=_make_file("taken", "a file\n"),
+    ),
+    "tracking-uri-from-the-environment-unreachable": Case(
+        "MLFLOW_TRACKING_URI",
+        "cannot reach",
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "DISABLE_MLFLOW_INTEGRATION": "false"},
     ),
     "deepspeed-config-missing": Case(
         "$.training_args.deepspeed", "no-such-ds.json", {"training_args.deepspeed": "{tmp}/no-such-ds.json"}
@@ -499,9 +678,9 @@ def write_yaml_12(path: Path, document: dict[str, Any]) -> None:
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under `root` with its bytes (None for a folder): equal snapshots mean nothing was written."""
+    """Every path under `root` with its bytes (None for a folder or a FIFO): equal snapshots mean nothing was written."""
     return {
-        str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
+        str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
         for path in sorted(root.rglob("*"))
     }
 
@@ -576,6 +755,8 @@ def test_ftrun_dry_run_exits_2_naming_the_place_without_traceback_or_writes(
 
     case = CASES[name]
     prepared = prepare_case(case, tmp_path, tokenizers)
+    for variable, value in case.env.items():
+        monkeypatch.setenv(variable, value.replace("{tmp}", str(tmp_path / "work")))
     monkeypatch.chdir(tmp_path / "work")  # relative paths a run might write land where the snapshot looks
     before = tree_snapshot(tmp_path)
     code, output = run_entry_point(main, ["ftrun", *prepared.argv], monkeypatch, capsys)
@@ -608,7 +789,14 @@ def test_ftschema_validate_rejects_exactly_the_pure_config_mistakes(
     assert not prepared.output_dir.exists()
 
 
-SUBPROCESS_CASES = ["training-args-key-misspelled", "jsonl-line-not-json", "model-path-missing"]
+SUBPROCESS_CASES = [
+    "training-args-key-misspelled",
+    "jsonl-line-not-json",
+    "model-path-missing",
+    "yaml-alias-bomb",
+    "data-path-is-a-fifo",
+    "world-size-not-a-number",
+]
 
 
 @pytest.mark.slow
@@ -619,10 +807,15 @@ def test_python_m_ftconfig_process_exits_2_with_the_message_and_no_traceback(
     case = CASES[name]
     prepared = prepare_case(case, tmp_path, tokenizers)
     before = tree_snapshot(tmp_path)
+    environment = {
+        **os.environ,
+        **{key: value.replace("{tmp}", str(tmp_path / "work")) for key, value in case.env.items()},
+    }
     result = subprocess.run(
         [sys.executable, "-m", "ftconfig", *prepared.argv],
         capture_output=True,
         text=True,
+        env=environment,
         cwd=tmp_path / "work",
         timeout=300,
         check=False,

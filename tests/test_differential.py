@@ -55,6 +55,8 @@ KNOWN_CROSS_FIELD_RULES = {
     BASE + "finetuning.schema.json#/allOf/1": "validation_data NONE: no evaluation",
     BASE + "dpo.schema.json#/allOf/0": "overrides.num_train_epochs set: max_steps <= 0 (DPO)",
     BASE + "dpo.schema.json#/allOf/1": "validation_data NONE: no evaluation (DPO)",
+    BASE + "finetuning.schema.json#/allOf/2": "max_steps unset and no epochs override: num_train_epochs > 0",
+    BASE + "dpo.schema.json#/allOf/2": "max_steps unset and no epochs override: num_train_epochs > 0 (DPO)",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": "not both 4 and 8 bits",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/1": "4 or 8 bits",
 }
@@ -400,7 +402,7 @@ def test_the_minimal_document_is_accepted_by_both() -> None:
 def test_an_integral_float_for_an_integer_is_accepted_by_both() -> None:
     document = minimal_document()
     document["batchsize_conf"] = {"total_train_batch_size": 8.0, "max_per_device_train_batch_size": 4.0}
-    document["training_args"] = {"max_steps": -1.0, "seed": 2.0**53}
+    document["training_args"] = {"max_steps": -1.0, "seed": 2.0**32 - 1, "save_total_limit": 2.0**53}
     assert config_validator().is_valid(document)
     converted = convert_document(document)
     assert converted.batchsize_conf.total_train_batch_size == 8
@@ -430,6 +432,12 @@ CROSS_FIELD_BREAKERS: dict[str, dict[str, Any]] = {
         "sft_args": DELETE,
         "data_conf": {**minimal_document()["data_conf"], "validation_data": {"type": "NONE"}},
         "training_args": {"eval_strategy": "steps", "load_best_model_at_end": True},
+    },
+    BASE + "finetuning.schema.json#/allOf/2": {"training_args": {"num_train_epochs": 0}},
+    BASE + "dpo.schema.json#/allOf/2": {
+        "method": "dpo",
+        "sft_args": DELETE,
+        "training_args": {"num_train_epochs": 0},
     },
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": {
         "quant_conf": {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "load_in_8bit": True}

@@ -296,7 +296,10 @@ def test_resuming_a_finished_run_trains_no_extra_step_and_rewrites_its_final_che
 def make_checkpoint(output_dir: Path, step: int, state: str | None) -> Path:
     path = output_dir / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    (path / "model.safetensors").write_bytes(b"weights")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(4)}, path / "model.safetensors")  # whole: only the state file varies
     if state is not None:
         (path / "trainer_state.json").write_text(state)
     return path

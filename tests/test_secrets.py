@@ -27,7 +27,7 @@ from tests.helpers import EXAMPLES, tiny_run_document
 
 MODEL_TOKEN = "hf_modelTOKEN987"
 HUB_TOKEN = "hf_hubTOKEN654"
-URI_USER, URI_PASSWORD = "alice", "S3cretPassw0rd"
+URI_USER, URI_PASSWORD = "alice", "S3cret@Passw0rd"  # an "@" inside: the userinfo ends at the last one
 ENV_HF_TOKEN = "hf_envSECRET123"
 ENV_MLFLOW_PASSWORD = "mlflowENVpw777"
 SECRETS = (MODEL_TOKEN, HUB_TOKEN, URI_PASSWORD, ENV_HF_TOKEN, ENV_MLFLOW_PASSWORD, f"{URI_USER}:")
@@ -166,7 +166,7 @@ def test_the_schema_marks_every_secret_field_and_redaction_follows_the_marks() -
     assert not [secret for secret in SECRETS if secret in json.dumps(redacted)]
     assert redacted["tracking"]["mlflow_server_uri"] == "http://<redacted>@host:5000"
     assert secret_values(document, {}) == sorted(
-        {MODEL_TOKEN, HUB_TOKEN, URI_USER, URI_PASSWORD}, key=len, reverse=True
+        {MODEL_TOKEN, HUB_TOKEN, URI_USER, URI_PASSWORD, f"{URI_USER}:{URI_PASSWORD}"}, key=len, reverse=True
     )
 
 
@@ -257,3 +257,46 @@ def test_trust_remote_code_true_reaches_every_load_warns_what_it_allows_and_load
         f"trust_remote_code is true: loading {model!r} executes Python code from the model repository. "
         "Only use it with repositories you trust."
     ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "secrets", "kept"),
+    [
+        ("http://alice:p@ss@mlflow.example:5000/x", ["p@ss", "alice", "ss@mlflow"], "mlflow.example:5000/x"),
+        ("https://mlflow.example/?auth_token=tok-123&experiment=7", ["tok-123"], "experiment=7"),
+        (
+            "https://s3.example/bucket?X-Amz-Signature=abc987&X-Amz-Credential=cred42",
+            ["abc987", "cred42"],
+            "bucket",
+        ),
+        (
+            "postgresql://svc:pw%40x@db.example:5432/mlflow?password=qq9",
+            ["pw%40x", "qq9"],
+            "db.example:5432/mlflow",
+        ),
+        ("sqlite:///tmp/mlflow.db", [], "sqlite:///tmp/mlflow.db"),
+    ],
+)
+def test_uri_redaction_parses_like_the_http_client_and_covers_query_parameters(
+    uri: str, secrets: list[str], kept: str
+) -> None:
+    from ftconfig.runtime.config._secrets import redact_config, redact_text, redact_uri, secret_values
+
+    redacted = redact_uri(uri)
+    text = redact_text(f"cannot reach the MLflow server at {uri} (connection refused)")
+    document = redact_config({"tracking": {"mlflow_server_uri": uri}})
+    for place in (redacted, text, json.dumps(document)):
+        assert kept in place
+        for secret in secrets:
+            assert secret not in place, place
+    scrubbable = secret_values({"tracking": {"mlflow_server_uri": uri}}, {})
+    assert all(any(secret in value or value in secret for value in scrubbable) for secret in secrets[:1])
+
+
+def test_every_user_error_message_has_uri_credentials_redacted() -> None:
+    from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+
+    error = ConfigError(
+        ErrorItem("$.tracking.mlflow_server_uri", "'http://bob:hunter@2@host?token=zz9' is wrong")
+    )
+    assert "hunter" not in str(error) and "zz9" not in str(error) and "host" in str(error)

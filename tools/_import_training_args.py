@@ -153,6 +153,45 @@ DESCRIPTION_NOTES = {
 }
 
 
+# Bounds that torch, numpy and transformers enforce only once training starts (after the weights load), stated
+# in the schema so that a bad value is a config error naming its path before anything runs or is written.
+_SEED_RANGE = {"minimum": 0, "maximum": 2**32 - 1}
+LIBRARY_BOUNDS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"minimum": 0},  # torch.optim: "Invalid learning rate"
+    "adam_beta1": {"minimum": 0, "exclusiveMaximum": 1},  # torch.optim: "Invalid beta parameter"
+    "adam_beta2": {"minimum": 0, "exclusiveMaximum": 1},
+    "adam_epsilon": {"minimum": 0},  # torch.optim: "Invalid epsilon value"
+    "weight_decay": {"minimum": 0},  # torch.optim: "Invalid weight_decay value"
+    "dataloader_num_workers": {"minimum": 0},  # torch DataLoader
+    "dataloader_prefetch_factor": {"minimum": 1},  # torch DataLoader
+    "seed": _SEED_RANGE,  # numpy.random.seed
+    "data_seed": _SEED_RANGE,
+    "warmup_steps": {"minimum": 0},  # transformers
+    "logging_steps": {"exclusiveMinimum": 0},  # transformers: 0 with the steps strategy is an error
+    "save_steps": {"exclusiveMinimum": 0},
+    "eval_steps": {"exclusiveMinimum": 0},
+    "torch_empty_cache_steps": {"exclusiveMinimum": 0},
+    "num_train_epochs": {"minimum": 0},  # 0 with max_steps unset is a cross-field rule in finetuning.schema
+}
+
+
+def apply_library_bounds(properties: dict[str, Any]) -> None:
+    """Add LIBRARY_BOUNDS to the imported properties (only for fields the installed transformers has)."""
+    for name, bounds in LIBRARY_BOUNDS.items():
+        if name in properties and bounds:
+            properties[name] = _with_bounds(properties[name], bounds)
+
+
+def _with_bounds(prop: dict[str, Any], bounds: dict[str, Any]) -> dict[str, Any]:
+    """Insert the bounds after `type` (a null stays allowed: JSON Schema number bounds ignore non-numbers)."""
+    result: dict[str, Any] = {}
+    for key, value in prop.items():
+        result[key] = value
+        if key == "type":
+            result.update(bounds)
+    return result
+
+
 def _json_type_of(annotation: Any) -> dict[str, Any]:
     """Map one Python annotation of a TrainingArguments field to a JSON Schema fragment."""
     if annotation is type(None):
@@ -296,6 +335,7 @@ def build_training_args_schema() -> dict[str, Any]:
         if field.name in BATCH_FIELDS | OWNED_ELSEWHERE:
             continue
         properties[field.name] = _property(field)
+    apply_library_bounds(properties)
     forbidden = BATCH_FIELDS | OWNED_ELSEWHERE
     forbidden.update({key: why for key, why in LEGACY_FIELDS.items() if key not in properties})
     dpo_only = [*_dpo_only_fields(), *DPO_LEGACY_FIELDS]
@@ -336,6 +376,7 @@ def build_dpo_training_args_schema() -> dict[str, Any]:
         if field.name == "loss_type":
             prop = _loss_type_property(prop)
         properties[field.name] = prop
+    apply_library_bounds(properties)
     forbidden = dict(skipped)
     legacy = LEGACY_FIELDS | DPO_LEGACY_FIELDS
     forbidden.update({key: why for key, why in legacy.items() if key not in properties})

@@ -47,12 +47,15 @@ class UserError(Exception):
         return self
 
     def __str__(self) -> str:
+        """The message, with credentials in any URI it quotes redacted (messages echo config values)."""
+        from ftconfig.runtime.config._secrets import redact_text
+
         where = f" in {self.source}" if self.source else ""
         if len(self.items) == 1:
-            return f"{self.headline}{where}: {self.items[0].render()}"
+            return redact_text(f"{self.headline}{where}: {self.items[0].render()}")
         lines = [f"{self.headline}{where}: {len(self.items)} problems"]
         lines += [f"  - {item.render()}" for item in self.items]
-        return "\n".join(lines)
+        return redact_text("\n".join(lines))
 
 
 class ConfigError(UserError):

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ftconfig.runtime.config._document_limits import MAX_DEPTH, check_document_shape
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._files import special_file_problem
 from ftconfig.runtime.config._migrate import old_dialect_paths
 from ftconfig.runtime.config._schema import config_validator, generation_validator
 from ftconfig.runtime.config._schema_errors import describe_errors
@@ -60,7 +62,10 @@ def parse_value(text: str, *, name: str) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
-        return _yaml_loader().load(text)
+        _check_yaml_depth(text, name=name)
+        value = _yaml_loader().load(text)
+    except RecursionError:
+        raise ConfigError(ErrorItem(name, _TOO_DEEP)) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
@@ -68,19 +73,77 @@ def parse_value(text: str, *, name: str) -> Any:
         raise ConfigError(ErrorItem(where, f"YAML syntax error: {problem}")) from None
     except YAMLError as exc:
         raise ConfigError(ErrorItem(name, f"YAML error: {exc}")) from None
+    check_document_shape(value, name=name)
+    return value
+
+
+def _check_yaml_depth(text: str, *, name: str) -> None:
+    """Refuse deep nesting from the parser's event stream, before the (recursive, slow) composer sees it."""
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+
+    depth = 0
+    for event in _yaml_loader().parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(ErrorItem(name, _TOO_DEEP))
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+_TOO_DEEP = f"the document nests deeper than {MAX_DEPTH} levels; no config needs that"
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys; a config with both is ambiguous, as YAML already says."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _duplicate_key_line(text: str, key: str) -> int:
+    """The line of the second `"key":` in the text (where json.loads found the duplicate)."""
+    import re
+
+    hits = [match.start() for match in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    offset = hits[1] if len(hits) > 1 else (hits[0] if hits else 0)
+    return text.count("\n", 0, offset) + 1
+
+
+def _parse_json(text: str, *, name: str) -> Any:
+    """JSON with duplicate keys refused and hostile nesting reported, each naming `name:line`."""
+    try:
+        value = json.loads(text, object_pairs_hook=_refuse_duplicate_keys) if text.strip() else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            ErrorItem(f"{name}:{exc.lineno}:{exc.colno}", f"JSON syntax error: {exc.msg}")
+        ) from None
+    except _DuplicateKey as duplicate:
+        raise ConfigError(
+            ErrorItem(
+                f"{name}:{_duplicate_key_line(text, duplicate.key)}",
+                f"duplicate key {duplicate.key!r}: JSON would silently keep only the last one",
+                "Keep one of them.",
+            )
+        ) from None
+    except RecursionError:
+        raise ConfigError(ErrorItem(name, _TOO_DEEP)) from None
+    check_document_shape(value, name=name)
+    return value
 
 
 def parse_document(text: str, *, name: str) -> dict[str, Any]:
     """Parse a whole config document and insist that it is a non-empty mapping."""
-    if name.endswith(".json"):
-        try:
-            document = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                ErrorItem(f"{name}:{exc.lineno}:{exc.colno}", f"JSON syntax error: {exc.msg}")
-            ) from None
-    else:
-        document = parse_value(text, name=name)
+    document = _parse_json(text, name=name) if name.endswith(".json") else parse_value(text, name=name)
     if document is None:
         raise ConfigError(
             ErrorItem(
@@ -101,6 +164,8 @@ def parse_document(text: str, *, name: str) -> dict[str, Any]:
 def read_document(path: str | Path) -> dict[str, Any]:
     """Read and parse a config file; a missing, unreadable or binary file is a ConfigError."""
     path = Path(path)
+    if (problem := special_file_problem(path)) is not None:
+        raise ConfigError(ErrorItem(str(path), problem))
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -124,6 +189,10 @@ def apply_set_overrides(document: dict[str, Any], assignments: Sequence[str]) ->
     for assignment in assignments:
         path, sep, raw_value = assignment.partition("=")
         keys = path.strip().split(".")
+        if len(keys) > MAX_DEPTH:
+            raise ConfigError(
+                ErrorItem(f"--set {path[:60]}...", f"the path is deeper than {MAX_DEPTH} levels")
+            )
         if not sep or not all(keys):
             raise ConfigError(
                 ErrorItem(
@@ -252,7 +321,7 @@ def load_config_file(path: str | Path, sets: Sequence[str] = ()) -> ExperimentCo
     try:
         return load_config(document)
     except ConfigError as exc:
-        raise _with_migrate_hint(exc, document, path).with_source(str(path)) from None
+        raise _attributed(_with_migrate_hint(exc, document, path), str(path), sets) from None
 
 
 def _with_migrate_hint(error: ConfigError, document: Any, path: str | Path) -> ConfigError:
@@ -270,6 +339,26 @@ def _with_migrate_hint(error: ConfigError, document: Any, path: str | Path) -> C
             ),
         ]
     )
+
+
+def _attributed(error: ConfigError, source: str, sets: Sequence[str]) -> ConfigError:
+    """Name the --set option for a mistake in a value it set; the config file for the rest."""
+    set_paths = [assignment.partition("=")[0].strip() for assignment in sets]
+    items: list[ErrorItem] = []
+    from_file = False
+    for item in error.items:
+        origin = next((path for path in reversed(set_paths) if _is_under(item.location, "$." + path)), None)
+        if origin is None:
+            from_file = True
+            items.append(item)
+        else:
+            items.append(ErrorItem(f"{item.location} (from --set {origin})", item.message, item.hint))
+    attributed = ConfigError(items)
+    return attributed.with_source(source) if from_file else attributed
+
+
+def _is_under(location: str, prefix: str) -> bool:
+    return location == prefix or location.startswith((prefix + ".", prefix + "["))
 
 
 def is_generation_document(document: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ Applied once, to copies: the loaded config is never changed, so loading and reso
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.config._files import special_file_problem
 from ftconfig.runtime.config._report_to import adjust_report_to
 
 if TYPE_CHECKING:
@@ -132,16 +134,21 @@ def _deepspeed_with_batch(deepspeed: Any, resolved: ResolvedRun, total: int) -> 
     """Write the batch split into a DeepSpeed config given as an object or a JSON file path."""
     if not deepspeed:
         return deepspeed
+    location = "$.training_args.deepspeed"
     if isinstance(deepspeed, str):
         path = Path(deepspeed)
+        if (problem := special_file_problem(path)) is not None:
+            raise ConfigError(ErrorItem(location, problem))
         try:
             deepspeed = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(ErrorItem("$.training_args.deepspeed", f"file not found: {path}")) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                ErrorItem("$.training_args.deepspeed", f"{path} is not valid JSON: {exc}")
-            ) from None
+            raise ConfigError(ErrorItem(location, f"file not found: {path}")) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(ErrorItem(location, f"{path} is not valid JSON: {exc}")) from None
+        except OSError as exc:
+            raise ConfigError(ErrorItem(location, f"cannot read {path} ({exc.strerror})")) from None
+        if not isinstance(deepspeed, dict):
+            raise ConfigError(ErrorItem(location, f"{path} holds no JSON object"))
     return {
         **deepspeed,
         "train_micro_batch_size_per_gpu": resolved.per_device_train_batch_size,
@@ -223,6 +230,14 @@ def _cpu_fallback(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _construct_training_config(config_class: Any, kwargs: dict[str, Any]) -> Any:
     """TRL's config from our kwargs; transformers' and TRL's rejections of contradictory arguments (ValueError)
     become config errors with their whole message."""
+    if kwargs.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            ErrorItem(
+                "$.training_args.deepspeed",
+                "DeepSpeed is configured but the deepspeed package is not installed",
+                "Install it (pip install deepspeed) or remove training_args.deepspeed.",
+            )
+        )
     try:
         return config_class(**_cpu_fallback(kwargs))
     except ValueError as exc:  # how transformers and TRL reject contradictory training arguments

@@ -13,17 +13,38 @@ __all__ = [
     "REDACTED",
     "detach_hub_token",
     "redact_config",
+    "redact_text",
     "redact_uri",
     "secret_paths",
     "secret_values",
 ]
 
+
 REDACTED = "<redacted>"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-_QUERY_SECRET = re.compile(
-    r"(?i)(?P<key>[?&](?:token|access_token|password|passwd|secret|api_key|key)=)[^&#\s]+"
-)
 _SECRET_ENV = re.compile(r"(?i)(TOKEN|PASSWORD|PASSWD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL)")
+# Query parameter names that carry credentials (auth_token, access_token, api_key, X-Amz-Signature, sig, ...).
+_SECRET_PARAMETER = re.compile(r"(?i)token|passw|pwd|secret|key|sig|credential|auth|session")
+# A URI inside free text (a log line, an error message): up to whitespace or a quote.
+_URI_IN_TEXT = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>`]+""")
+
+
+def _uri_secrets(uri: str) -> tuple[str, list[str], list[str]]:
+    """(netloc without credentials, the credential strings, the secret query values), parsed as HTTP clients do:
+    the userinfo runs up to the LAST '@' of the authority, so a password may itself contain '@'."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "", [], []
+    userinfo, at, host = parts.netloc.rpartition("@")
+    credentials = [userinfo, *userinfo.split(":", 1)] if at else []
+    values = []
+    for pair in parts.query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and _SECRET_PARAMETER.search(name):
+            values.append(value)
+    return host if at else parts.netloc, [item for item in credentials if item], values
 
 
 def secret_paths(kind: str) -> list[tuple[str, ...]]:
@@ -33,9 +54,32 @@ def secret_paths(kind: str) -> list[tuple[str, ...]]:
 
 
 def redact_uri(uri: str) -> str:
-    """'https://user:pw@host/x?token=abc' -> 'https://<redacted>@host/x?token=<redacted>'."""
-    uri = _USERINFO.sub(lambda match: f"{match['scheme']}{REDACTED}@", uri)
-    return _QUERY_SECRET.sub(lambda match: f"{match['key']}{REDACTED}", uri)
+    """'https://user:p@ss@host/x?auth_token=abc' -> 'https://<redacted>@host/x?auth_token=<redacted>'.
+
+    Only the secret parts change; everything else stays byte for byte (`sqlite:///m.db` keeps its slashes).
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return REDACTED
+    host, credentials, _ = _uri_secrets(uri)
+    result = uri.replace(parts.netloc, f"{REDACTED}@{host}", 1) if credentials else uri
+    if parts.query:
+        query = "&".join(_redact_parameter(pair) for pair in parts.query.split("&"))
+        result = result.replace(f"?{parts.query}", f"?{query}", 1)
+    return result
+
+
+def _redact_parameter(pair: str) -> str:
+    name, equals, value = pair.partition("=")
+    return f"{name}={REDACTED}" if equals and value and _SECRET_PARAMETER.search(name) else pair
+
+
+def redact_text(text: str) -> str:
+    """Free text with every URI in it redacted (credentials and secret query values)."""
+    return _URI_IN_TEXT.sub(lambda match: redact_uri(match[0]), text)
 
 
 def redact_config(document: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +113,9 @@ def secret_values(document: dict[str, Any], environ: dict[str, str]) -> list[str
     for path in secret_paths("uri"):
         parent = _parent(document, path)
         uri = parent.get(path[-1]) if parent is not None else None
-        if isinstance(uri, str) and (match := _USERINFO.search(uri)):
-            values += [part for part in match["userinfo"].split(":") if part]
+        if isinstance(uri, str):
+            _, credentials, query_values = _uri_secrets(uri)
+            values += credentials + query_values
     values += [value for key, value in environ.items() if _SECRET_ENV.search(key) and len(value) >= 6]
     return sorted({value for value in values if value}, key=len, reverse=True)
 

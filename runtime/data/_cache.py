@@ -110,7 +110,12 @@ def store_prepared(
     try:
         for name, split in splits.items():
             split.save_to_disk(str(staging / name))
-        record = {"version": PREPARE_VERSION, "splits": sorted(splits), "meta": dict(meta)}
+        record = {
+            "version": PREPARE_VERSION,
+            "splits": sorted(splits),
+            "meta": dict(meta),
+            "checksums": entry_checksums(staging),
+        }
         (staging / _META).write_text(json.dumps(record))
         try:
             staging.rename(cache_dir / key)
@@ -132,6 +137,8 @@ def load_prepared(
         record = json.loads((entry / _META).read_text())
         if record["version"] != PREPARE_VERSION:
             raise ValueError(f"version {record['version']}")
+        if damaged := _damaged_files(entry, record.get("checksums")):
+            raise ValueError(f"{', '.join(damaged)} changed or truncated since it was stored (checksum)")
         splits = {name: datasets.load_from_disk(str(entry / name)) for name in record["splits"]}
         for name, split in splits.items():
             if not isinstance(split, datasets.Dataset) or not set(split.column_names) >= set(columns):
@@ -141,6 +148,38 @@ def load_prepared(
         logger.warning("ignoring a damaged data cache entry %s (%s); preparing the data again", entry, exc)
         _discard(entry)
         return None
+
+
+def entry_checksums(entry: Path) -> dict[str, str]:
+    """sha256 of every file of an entry except its record: a bit flip or a truncation changes one of them.
+
+    Arrow files are memory-mapped when loaded, so damage inside them would otherwise surface as a wrong example
+    or a crash in the middle of training instead of a rebuild.
+    """
+    return {
+        str(path.relative_to(entry)): _file_sha256(path)
+        for path in sorted(entry.rglob("*"))
+        if path.is_file() and path.name != _META
+    }
+
+
+def _damaged_files(entry: Path, checksums: Any) -> list[str]:
+    """Names of the stored files that are missing or changed (files added later, e.g. by datasets, are fine)."""
+    if not isinstance(checksums, dict) or not checksums:
+        return ["(no checksums recorded)"]
+    return [
+        name
+        for name, expected in checksums.items()
+        if not (entry / name).is_file() or _file_sha256(entry / name) != expected
+    ]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _discard(entry: Path) -> None:

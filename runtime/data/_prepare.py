@@ -30,7 +30,15 @@ from ftconfig.runtime.data._cache import (
     tokenizer_fingerprint,
 )
 from ftconfig.runtime.data._encode import encode_conversations
-from ftconfig.runtime.data._records import Conversation, read_conversations, read_file_bytes
+from ftconfig.runtime.data._records import (
+    PLACEHOLDER,
+    Conversation,
+    certainly_too_long,
+    check_assistant_turns,
+    longest_token_chars,
+    read_conversations,
+    read_file_bytes,
+)
 
 if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
@@ -182,6 +190,8 @@ def _parse_files(raw: dict[str, bytes], reader: Callable[..., list[Any]] = read_
     for path, content in raw.items():
         try:
             rows = reader(content, name=path)
+            if reader is read_conversations:  # preference rows always end in an assistant answer
+                check_assistant_turns(rows, name=path)
         except DataError as exc:
             problems += exc.items
             rows = []
@@ -207,17 +217,30 @@ def _prepare(
 ) -> PreparedData:
     data_conf, max_length = config.data_conf, int(config.sft_args.max_seq_length)
     sources = _parse_files(raw)
-    encoded = _tokenise(
+    truncate = config.sft_args.length_handling == "truncate"
+    # Rows that cannot fit are dropped before they are rendered (flat memory whatever the row size); truncation
+    # keeps every row, so there the rows are rendered whole.
+    overlong = certainly_too_long(
         sources.conversations,
+        max_seq_length=max_length if not truncate else 2**62,
+        token_chars=longest_token_chars(tokenizer),
+    )
+    conversations = [
+        PLACEHOLDER if skip else messages
+        for messages, skip in zip(sources.conversations, overlong, strict=True)
+    ]
+    encoded = _tokenise(
+        conversations,
         tokenizer,
         setup,
         completions_only=bool(config.sft_args.train_on_completions_only),
         num_proc=num_proc,
         fingerprint=key,
     )
-    if config.sft_args.length_handling == "truncate":
+    if truncate:
         encoded = _truncate(encoded, max_length, fingerprint=key)
     lengths = _column(encoded, "length")
+    lengths[overlong] = max_length + 1  # dropped by the length filter, counted like any too-long example
     plan = plan_rows(data_conf, training, validation, sources, lengths, max_length=max_length)
     return PreparedData(
         train=_select(encoded, plan.train_ids),

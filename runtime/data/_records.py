@@ -6,17 +6,23 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypedDict, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import msgspec
+import numpy as np
 
 from ftconfig.runtime.config._errors import DataError, ErrorItem
+from ftconfig.runtime.config._files import compression_of, special_file_problem
 
 __all__ = [
+    "PLACEHOLDER",
     "ChatMessage",
     "ChatRecord",
     "Conversation",
     "RowProblem",
+    "certainly_too_long",
+    "check_assistant_turns",
+    "longest_token_chars",
     "read_conversations",
     "read_file_bytes",
     "read_rows",
@@ -66,6 +72,8 @@ _MISSING = re.compile(r"^Object missing required field `(?P<field>\w+)`$")
 
 def read_file_bytes(path: Path, *, location: str, shown: str) -> bytes:
     """The raw bytes of a data file; a missing or unreadable file names the config entry that points at it."""
+    if (problem := special_file_problem(path)) is not None:
+        raise DataError(ErrorItem(location, problem))
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -88,6 +96,14 @@ def read_rows(raw: bytes, *, name: str, decode: Callable[[bytes], Row], shape: s
     A file whose first character is `[` and that parses as one JSON array is read as an array (rows are then
     located as `name[index]`); anything else is JSON Lines, blank lines skipped.
     """
+    if (compression := compression_of(raw)) is not None:
+        raise DataError(
+            ErrorItem(
+                name,
+                f"the file is {compression}-compressed",
+                "Decompress it; data files are plain JSON Lines.",
+            )
+        )
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     stripped = raw.lstrip()
@@ -104,9 +120,12 @@ def read_rows(raw: bytes, *, name: str, decode: Callable[[bytes], Row], shape: s
             decoded.append(decode(text))
             continue
         except (msgspec.DecodeError, RowProblem) as exc:  # ValidationError: wrong shape rather than bad JSON
-            bad_rows += 1
-            if len(problems) < MAX_REPORTED_ROWS:
-                problems.append(ErrorItem(where, _row_message(text, exc, shape)))
+            message = _row_message(text, exc, shape)
+        except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings only as it decodes them
+            message = f"not UTF-8 text (byte {exc.start} of the row); save the file as UTF-8"
+        bad_rows += 1
+        if len(problems) < MAX_REPORTED_ROWS:
+            problems.append(ErrorItem(where, message))
     if bad_rows > len(problems):
         more = bad_rows - len(problems)
         problems.append(
@@ -115,6 +134,46 @@ def read_rows(raw: bytes, *, name: str, decode: Callable[[bytes], Row], shape: s
     if problems:
         raise DataError(problems)
     return decoded
+
+
+def check_assistant_turns(conversations: list[Conversation], *, name: str) -> None:
+    """A file in which no conversation has an assistant turn would train on nothing useful: a DataError."""
+    if not any(message["role"] == "assistant" for messages in conversations for message in messages):
+        raise DataError(
+            ErrorItem(
+                name,
+                f"none of its {len(conversations)} conversations has an assistant turn, so there is nothing "
+                "to learn from it",
+                'Each conversation needs at least one {"role": "assistant", ...} message.',
+            )
+        )
+
+
+# What an over-long conversation is replaced with before tokenising: it keeps its row (ids, mixing and splitting
+# stay as they were) and the length filter then drops it, counted with the other too-long examples.
+PLACEHOLDER: Conversation = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """The most characters any one token of the vocabulary can stand for (its stored form is at least as long:
+    byte-level BPE stores one character per byte, SentencePiece '▁' per space, byte tokens as '<0xAB>')."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1) or 1
+
+
+def certainly_too_long(
+    conversations: list[Conversation], *, max_seq_length: int, token_chars: int
+) -> np.ndarray:
+    """Which conversations have more content characters than max_seq_length tokens can hold.
+
+    Checked before rendering and tokenising, so one huge row costs a length count instead of gigabytes of
+    template output and token ids; the bound is safe (such a row always tokenises too long).
+    """
+    limit = max_seq_length * token_chars
+    return np.fromiter(
+        (sum(len(message["content"]) for message in messages) > limit for messages in conversations),
+        dtype=bool,
+        count=len(conversations),
+    )
 
 
 def _array_rows(raw: bytes, *, name: str) -> list[tuple[str, bytes]] | None:

@@ -24,18 +24,15 @@ logger = logging.getLogger(__name__)
 
 def output_layer_name(run_conf: RunConfig) -> str | None:
     """The full module name of the model's output layer (e.g. `lm_head`), from its config only."""
-    import torch
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
 
-    from ftconfig.runtime.model._loading import model_config
+    from ftconfig.runtime.model._loading import model_skeleton
 
-    config = model_config(run_conf)
     try:
-        with init_empty_weights(), torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(
-                config, trust_remote_code=run_conf.model_args.trust_remote_code
-            )
+        with init_empty_weights():
+            model = model_skeleton(run_conf)
+    except ConfigError:
+        raise
     except Exception as exc:  # an architecture that cannot be built bare: PEFT and TRL still check it later
         logger.debug("cannot build %s on the meta device to check target_modules: %s", run_conf.model, exc)
         return None

@@ -28,6 +28,7 @@ from ftconfig.runtime.model._references import (
     local_problem,
     unavailable_hub_id,
 )
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 __all__ = [
     "check_model_reference",
@@ -36,6 +37,7 @@ __all__ = [
     "load_model",
     "model_config",
     "model_load_kwargs",
+    "model_skeleton",
 ]
 
 logger = logging.getLogger(__name__)
@@ -197,7 +199,17 @@ def check_model_reference(run_conf: RunConfig) -> None:
     problem = local_problem(run_conf.model, args.subfolder)
     if problem is not None:
         raise ConfigError(problem)
-    if Path(run_conf.model).expanduser().is_dir():
+    folder = Path(run_conf.model).expanduser()
+    if folder.is_dir():
+        damage = first_damaged_file(folder / args.subfolder if args.subfolder else folder)
+        if damage is not None:
+            raise ConfigError(
+                ErrorItem(
+                    MODEL,
+                    f"the model's {damage[0].name} is {damage[1]} ({damage[0]})",
+                    "Copy or download the model again.",
+                )
+            )
         return
     model_config(run_conf)
 
@@ -233,6 +245,17 @@ def embedding_rows(run_conf: RunConfig) -> int | None:
 def embeddings_tied(run_conf: RunConfig) -> bool:
     """Whether the model's config ties its input and output embeddings (no weights read)."""
     return bool(getattr(model_config(run_conf), "tie_word_embeddings", False))
+
+
+def model_skeleton(run_conf: RunConfig) -> PreTrainedModel:
+    """The model built from its config alone; call inside accelerate's init_empty_weights (no memory, no
+    weights read), e.g. to check which layers an adapter would wrap."""
+    config = model_config(run_conf)
+    with _model_load_errors(run_conf):
+        model: PreTrainedModel = AutoModelForCausalLM.from_config(
+            config, trust_remote_code=run_conf.model_args.trust_remote_code
+        )
+    return model
 
 
 def load_model(

@@ -18,13 +18,15 @@ from transformers import PreTrainedModel
 from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._schema_errors import describe_value, suggest
-from ftconfig.runtime.model._loading import embedding_rows
+from ftconfig.runtime.model._loading import embedding_rows, model_skeleton
 from ftconfig.runtime.model._new_tokens import NewTokenRows, add_new_rows, finish_adapter_with_new_rows
 from ftconfig.runtime.model._references import looks_like_hub_id
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 __all__ = [
     "apply_peft",
     "build_peft_config",
+    "check_adapter_fits_model",
     "check_adapter_reference",
     "check_adapter_vocabulary",
     "check_peft_kwargs",
@@ -129,7 +131,7 @@ def check_peft_kwargs(peft_conf: PeftConfig) -> None:
 
     Unknown keys get "Did you mean ...?", values of the wrong JSON type are named, and the class's own
     cross-field rules run by constructing it. Range rules that peft only checks when it wraps a model
-    (e.g. `r > 0`) surface later, from apply_peft, at the same location.
+    (e.g. `r > 0`) are checked by check_adapter_fits_model.
     """
     if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
         return
@@ -150,6 +152,10 @@ def check_adapter_reference(peft_conf: PeftConfig) -> None:
                 ErrorItem(
                     ADAPTER, f"{str(path)!r} is not an adapter folder (it has no adapter_config.json)", hint
                 )
+            )
+        if (damage := first_damaged_file(path)) is not None:
+            raise ConfigError(
+                ErrorItem(ADAPTER, f"the adapter's {damage[0].name} is {damage[1]} ({damage[0]})")
             )
         return
     if path.exists():
@@ -181,6 +187,28 @@ def check_adapter_vocabulary(
             "Use the chat template the adapter was trained with, or keep-original.",
         )
     )
+
+
+def check_adapter_fits_model(peft_conf: PeftConfig, run_conf: RunConfig) -> None:
+    """Wrap a weightless copy of the model (meta tensors) in the new adapter, before any weights load.
+
+    peft checks ranges (`r > 0`) and whether target_modules match any layer only when it wraps a model; doing
+    it on the skeleton finds those mistakes in the dry run and before anything is written to output_dir.
+    """
+    if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
+        return
+    config = build_peft_config(peft_conf)
+    assert config is not None
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        skeleton = model_skeleton(run_conf)
+        try:
+            get_peft_model(skeleton, config)
+        except ValueError as exc:
+            raise ConfigError(
+                ErrorItem(KWARGS, f"peft cannot apply these options to the model: {str(exc).strip()}")
+            ) from None
 
 
 def build_peft_config(

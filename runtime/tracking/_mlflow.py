@@ -27,6 +27,7 @@ __all__ = [
     "check_tracking_server",
     "finish_tracking",
     "flatten_params",
+    "server_unreachable",
     "start_tracking",
     "tracked_run",
 ]
@@ -36,6 +37,15 @@ logger = logging.getLogger(__name__)
 ARTIFACT_NAME = "resolved_config.json"  # the same name and content as the file next to the checkpoints
 VERSION_TAG_PREFIX = "ftconfig.version."
 _PROBE_TIMEOUT_S = 5.0
+# MLflow's own defaults (7 retries with exponential backoff, 120 s per request) make a dead server stall a
+# training run for many minutes per logged step. These bound it to about half a minute; a value the user set wins.
+BOUNDED_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 def flatten_params(document: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -67,14 +77,12 @@ def check_tracking_server(plan: TrackingPlan) -> None:
         ConfigError: nothing listens at the server's host and port.
     """
     parts = urlsplit(plan.tracking_uri)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    scheme = parts.scheme.lower().split("+")[0]
+    if scheme in _DATABASE_SCHEMES:
+        _check_database_store(plan, scheme)
         return
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=_PROBE_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+    reason = server_unreachable(plan)
+    if reason is not None:
         raise ConfigError(
             ErrorItem(
                 plan.uri_location,
@@ -82,6 +90,68 @@ def check_tracking_server(plan: TrackingPlan) -> None:
                 "Start the server (mlflow server --host HOST --port PORT) or fix the URI.",
             )
         ) from None
+
+
+def server_unreachable(plan: TrackingPlan, timeout_s: float = _PROBE_TIMEOUT_S) -> str | None:
+    """Why an http(s) tracking server accepts no TCP connection ('connection refused', 'timed out'), or None
+    (also for stores that are not servers)."""
+    parts = urlsplit(plan.tracking_uri)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return None
+    except ValueError as exc:  # a port that is not a number
+        return str(exc)
+    except OSError as exc:
+        return "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+
+
+def _check_database_store(plan: TrackingPlan, scheme: str) -> None:
+    """A database store needs its SQLAlchemy driver installed and, for sqlite, a file it can write."""
+    from pathlib import Path
+
+    if scheme == "sqlite":
+        from ftconfig.runtime.config._files import writable_location_problem
+
+        database = plan.tracking_uri.split(":///", 1)[1] if ":///" in plan.tracking_uri else ""
+        if database and database != ":memory:":
+            path = Path(database.split("?", 1)[0])
+            problem = writable_location_problem(path.parent)
+            if problem is None and path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
+                problem = f"{path} is not a writable file"
+            if problem is not None:
+                raise ConfigError(
+                    ErrorItem(plan.uri_location, f"the sqlite store cannot be written: {problem}")
+                )
+        return
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(plan.tracking_uri).get_dialect().import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or str(exc)
+        raise ConfigError(
+            ErrorItem(
+                plan.uri_location,
+                f"{plan.display_uri} needs the database driver {module!r}, which is not installed",
+                f"Install it (e.g. pip install {_DRIVER_PACKAGES.get(str(module), str(module))}) or use another "
+                "tracking URI.",
+            )
+        ) from None
+    except Exception as exc:  # an unknown dialect or malformed URL
+        raise ConfigError(
+            ErrorItem(plan.uri_location, f"{plan.display_uri} is not a usable database URI: {exc}")
+        ) from None
+
+
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "pyodbc": "pyodbc",
+}
 
 
 def start_tracking(
@@ -107,11 +177,13 @@ def start_tracking(
     Raises:
         ConfigError: the server is unreachable, the run id names no live run or belongs to another experiment,
             or the experiment is deleted.
-        RuntimeError: the server answered with an error.
+        ConfigError: also when the server answers with an error (not MLflow, a store it cannot write).
     """
     if plan is None or not is_main:
         return None
     environ = os.environ if environ is None else environ
+    for name, value in BOUNDED_HTTP.items():
+        environ.setdefault(name, value)
     check_tracking_server(plan)
     with _mlflow_errors(plan):
         from mlflow import MlflowClient
@@ -326,16 +398,20 @@ def _hand_over(
 
 @contextmanager
 def _mlflow_errors(plan: TrackingPlan) -> Iterator[None]:
-    """MLflow client failures (after the connect probe passed) become one clear, credential-free error."""
+    """Failures while opening the run (before training) become a ConfigError naming where the URI came from:
+    a server that answers HTTP but is not MLflow, a store that cannot be written, a missing database driver."""
     try:
         yield
     except ConfigError:
         raise
     except Exception as exc:
-        from mlflow.exceptions import MlflowException
-
-        if not isinstance(exc, MlflowException | OSError):
-            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         message = _scrub_text(redact_uri(first), plan.secrets)
-        raise RuntimeError(f"MLflow tracking at {plan.display_uri} failed: {message}") from None
+        hint = (
+            "Install the missing package or use another tracking URI."
+            if isinstance(exc, ImportError)
+            else "Check that the URI points at an MLflow tracking server or a writable store."
+        )
+        raise ConfigError(
+            ErrorItem(plan.uri_location, f"MLflow tracking at {plan.display_uri} failed: {message}", hint)
+        ) from None

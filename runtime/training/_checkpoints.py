@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
+from ftconfig.runtime.model._weights_files import first_damaged_file
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -55,11 +56,19 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint-<N>; newer incomplete ones (a save cut short) are skipped with a warning."""
+    """The newest intact checkpoint-<N>; newer incomplete or damaged ones (a save cut short, a truncated file)
+    are skipped with a warning that names them."""
     for path in reversed(numbered_checkpoints(output_dir)):
-        if checkpoint_step(path) is not None:
-            return path
-        logger.warning("skipping %s: it is incomplete (no readable %s)", path, TRAINER_STATE_NAME)
+        if checkpoint_step(path) is None:
+            logger.warning("skipping %s: it is incomplete (no readable %s)", path, TRAINER_STATE_NAME)
+            continue
+        damage = first_damaged_file(path)
+        if damage is not None:
+            logger.warning(
+                "skipping %s: %s is %s; falling back to an older checkpoint", path, damage[0].name, damage[1]
+            )
+            continue
+        return path
     return None
 
 
@@ -92,25 +101,55 @@ def resolve_resume(setting: bool | str, output_dir: Path) -> str | bool:
                 "Give true, false, 'auto' or the path of a checkpoint-<N> folder.",
             )
         )
+    damage = first_damaged_file(path)
+    if damage is not None:
+        raise ConfigError(
+            ErrorItem(
+                location,
+                f"{damage[0]} is {damage[1]}",
+                "Resume from an older checkpoint-<N>, or use 'auto', which skips damaged checkpoints.",
+            )
+        )
     return str(path)
 
 
-def guard_output_dir(output_dir: Path, *, final_name: str, resume: str | bool, overwrite: bool) -> None:
-    """Refuse to start a fresh run over an earlier one: its checkpoints would be lost or mixed with ours."""
+def guard_output_dir(
+    output_dir: Path, *, final_name: str, resume: str | bool, overwrite: bool, setting: bool | str = False
+) -> None:
+    """Refuse to start a fresh run over an earlier one: its checkpoints would be lost or mixed with ours.
+
+    `setting` is run_conf.resume_from_checkpoint as configured: when it already is 'auto' and nothing could be
+    resumed, the message says why (only incomplete checkpoints) instead of suggesting 'auto'.
+    """
     if resume or overwrite or not output_dir.is_dir():
         return
-    earlier = [path.name for path in numbered_checkpoints(output_dir)]
+    numbered = numbered_checkpoints(output_dir)
+    earlier = [path.name for path in numbered]
     if (output_dir / final_name).exists():
         earlier.append(final_name)
-    if earlier:
+    if not earlier:
+        return
+    location = "$.training_args.output_dir"
+    if setting == "auto" and numbered and not (output_dir / final_name).exists():
         raise ConfigError(
             ErrorItem(
-                "$.training_args.output_dir",
-                f"{output_dir} already holds a run ({', '.join(sorted(earlier))})",
-                "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
-                "or pass --overwrite to replace it.",
+                location,
+                f"{output_dir} holds only incomplete or damaged checkpoints ({', '.join(earlier)}: a save "
+                "that was cut short, e.g. by a full disk or a kill; the warnings above name what is wrong), so "
+                "resume_from_checkpoint: auto has nothing to continue from",
+                "Delete those folders (or pass --overwrite, which deletes them) to start afresh, "
+                "or choose another output_dir.",
             )
         )
+    hint = (
+        "Pass --overwrite to replace it, or choose another output_dir."
+        if setting == "auto"
+        else "Set run_conf.resume_from_checkpoint: auto to continue it, choose another output_dir, "
+        "or pass --overwrite to replace it."
+    )
+    raise ConfigError(
+        ErrorItem(location, f"{output_dir} already holds a run ({', '.join(sorted(earlier))})", hint)
+    )
 
 
 def remove_numbered_checkpoints(output_dir: Path) -> list[Path]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +24,13 @@ if TYPE_CHECKING:
 __all__ = [
     "LIBRARIES",
     "RESOLVED_CONFIG_NAME",
+    "StorageFailure",
     "config_document",
     "library_versions",
+    "naming_storage_failures",
     "replace_directory",
     "resolved_config_document",
+    "storage_failure",
     "write_json_atomic",
 ]
 
@@ -118,3 +124,46 @@ def replace_directory(source: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# Write failures a user can fix (space, quota, permissions, a read-only or failing disk), not ftconfig bugs.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM}
+# torch.save reports a failed write as a RuntimeError from its C++ stream writer, without the errno.
+_STORAGE_MESSAGES = ("file write failed", "No space left on device", "Disk quota exceeded")
+
+
+class StorageFailure(Exception):
+    """A write that the disk refused (full, quota, read-only, failing): exit 1 with one line, no traceback."""
+
+
+@contextlib.contextmanager
+def naming_storage_failures(place: Path) -> Iterator[None]:
+    """Turn a disk failure inside into a StorageFailure that names `place` (where the run was writing)."""
+    try:
+        yield
+    except StorageFailure:
+        raise
+    except Exception as error:
+        problem = storage_failure(error)
+        if problem is None:
+            raise
+        raise StorageFailure(f"{problem} (while writing under {place})") from error
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """One line for an exception caused by the disk (e.g. full while saving a checkpoint), else None.
+
+    The whole chain of causes is searched: libraries wrap the OSError in their own exceptions.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            where = f" {current.filename}" if current.filename else ""
+            return f"cannot write{where}: {current.strerror or os.strerror(current.errno or 0)}"
+        text = str(current)
+        if any(marker in text for marker in _STORAGE_MESSAGES):
+            return f"cannot write: {text.strip().splitlines()[0]}"
+        current = current.__cause__ or current.__context__
+    return None

@@ -10,6 +10,7 @@ Torch-side modules are imported inside the functions that need them, so the chec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,8 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftconfig.generated.config import NoPeftConfig
-from ftconfig.runtime.config._errors import ConfigError, ErrorItem
-from ftconfig.runtime.config._resolve import ResolvedRun, build_dpo_config, build_sft_config, resolve_run
+from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
+from ftconfig.runtime.config._files import writable_location_problem
+from ftconfig.runtime.config._resolve import (
+    ResolvedRun,
+    build_dpo_config,
+    build_sft_config,
+    resolve_output_dir,
+    resolve_run,
+)
 from ftconfig.runtime.config._secrets import detach_hub_token
 from ftconfig.runtime.config._structs import is_dpo, is_quantized, variant_tag
 from ftconfig.runtime.model._hub import check_hub_references
@@ -34,8 +42,11 @@ from ftconfig.runtime.training._checkpoints import (
     remove_numbered_checkpoints,
     resolve_resume,
 )
+from ftconfig.runtime.training._interrupts import interrupts_kept
+from ftconfig.runtime.training._lock import check_not_running, output_dir_lock
 from ftconfig.runtime.training._output import (
     RESOLVED_CONFIG_NAME,
+    naming_storage_failures,
     replace_directory,
     resolved_config_document,
     write_json_atomic,
@@ -51,6 +62,8 @@ __all__ = [
     "PreparedRun",
     "RunOptions",
     "RunResult",
+    "check_output_locations",
+    "launcher_variable",
     "prepare_run",
     "process_world",
     "train",
@@ -105,6 +118,16 @@ class RunResult:
 def train(config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions) -> RunResult:
     """Run the training a config describes and save the final checkpoint; returns where it went."""
     world_size, rank = process_world()
+    output_dir = Path(resolve_output_dir(config))
+    # Rank 0 holds output_dir for the whole job (the other ranks write only where rank 0 lets them).
+    lock = output_dir_lock(output_dir) if rank == 0 else contextlib.nullcontext()
+    with lock, naming_storage_failures(output_dir):
+        return _prepare_and_train(config, options, world_size=world_size, rank=rank)
+
+
+def _prepare_and_train(
+    config: FinetuningConfig | DPOFinetuningConfig, options: RunOptions, *, world_size: int, rank: int
+) -> RunResult:
     run = prepare_run(config, options, world_size=world_size)
     if rank == 0:
         _announce_plan(run)
@@ -140,7 +163,14 @@ def prepare_run(
         final_name=config.run_conf.final_checkpoint_name,
         resume=resume,
         overwrite=options.overwrite,
+        setting=config.run_conf.resume_from_checkpoint,
     )
+    from ftconfig.runtime.data._cache import default_cache_dir
+
+    cache_dir = options.cache_dir or default_cache_dir()
+    check_output_locations(output_dir, cache_dir)
+    if process_world()[1] == 0:
+        check_not_running(output_dir)
     _check_combinations(config)
     # A mistyped model path, or a Hub model with no Hub to get it from, fails now and in well under two seconds.
     check_hub_references(config)
@@ -155,7 +185,6 @@ def prepare_run(
         check_tracking_server(tracking)
 
     from ftconfig.runtime.config._report_to import adjust_report_to
-    from ftconfig.runtime.data._cache import default_cache_dir
     from ftconfig.runtime.data._preference import prepare_preferences
     from ftconfig.runtime.data._prepare import prepare_data
     from ftconfig.runtime.data._tokenizer import build_tokenizer, check_completions_only
@@ -163,6 +192,7 @@ def prepare_run(
     from ftconfig.runtime.model._loading import check_model_reference
     from ftconfig.runtime.model._new_tokens import check_new_token_training
     from ftconfig.runtime.model._peft import (
+        check_adapter_fits_model,
         check_adapter_reference,
         check_adapter_vocabulary,
         check_peft_kwargs,
@@ -173,6 +203,7 @@ def prepare_run(
     check_adapter_reference(config.peft_conf)
     check_model_reference(config.run_conf)
     check_adapter_targets(config.peft_conf, config.run_conf)
+    check_adapter_fits_model(config.peft_conf, config.run_conf)
     # Only the main process reports to MLflow: one run per job.
     report_mlflow = tracking is not None and process_world()[1] == 0
     # What report_to and push_to_hub need (packages, token, network) is there, before the weights load.
@@ -199,13 +230,17 @@ def prepare_run(
     # the process group first: before that, TrainingArguments reports world_size 1 and would not wait.
     _ = sft_config.device
     prepare = prepare_preferences if is_dpo(config) else prepare_data
-    with sft_config.main_process_first(desc="data preparation"):
+    with (
+        sft_config.main_process_first(desc="data preparation"),
+        naming_storage_failures(cache_dir),
+        interrupts_kept(),
+    ):
         data = prepare(
             config,  # type: ignore[arg-type]  # the function matching the method
             tokenizer,
             setup,
             num_proc=options.num_preprocess_workers,
-            cache_dir=options.cache_dir or default_cache_dir(),
+            cache_dir=cache_dir,
         )
     return PreparedRun(
         config=config,
@@ -271,6 +306,7 @@ def _check_packing_attention(attn_implementation: str | None) -> str:
 def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = False) -> RunResult:
     from trl import SFTTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
+    from ftconfig.runtime.tracking._guard import guard_tracking_callbacks
     from ftconfig.runtime.training._model_card import name_base_model_in_card
     from ftconfig.runtime.training._rotation import NumberedCheckpointRotation
 
@@ -308,6 +344,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
             callbacks=callbacks,
         )
     name_base_model_in_card(trainer, config.run_conf.model)
+    guard_tracking_callbacks(trainer, run.tracking)
     if is_main:
         write_json_atomic(
             run.output_dir / RESOLVED_CONFIG_NAME, resolved_config_document(config, run.resolved)
@@ -380,7 +417,7 @@ def _load_and_adapt_model(run: PreparedRun, *, is_main: bool) -> Any:
         quant_storage_for_fsdp(config.quant_conf, config.training_args),
         use_cache=run.resolved.use_cache,
         world_size=run.resolved.world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_rank=launcher_variable("LOCAL_RANK", 0),
     )
     new_rows = grow_embeddings(model, run.tokenizer, run.setup.new_token_ids)
     # Every model this run saves (full checkpoints, the grown base) stops generating at the end of a turn.
@@ -478,6 +515,44 @@ def weights_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
+def launcher_variable(name: str, default: int, *, minimum: int = 0) -> int:
+    """A whole number a launcher (torchrun, accelerate, a scheduler) put in the environment; UserError if not."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise UserError(
+            ErrorItem(
+                f"environment variable {name}",
+                f"{text!r} is not a whole number >= {minimum}",
+                "Launchers (torchrun, accelerate launch) set it; unset it for a single-process run.",
+            )
+        )
+    return value
+
+
 def process_world() -> tuple[int, int]:
     """(world size, global rank) as torchrun / accelerate launch set them; (1, 0) for a plain process."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    world_size = launcher_variable("WORLD_SIZE", 1, minimum=1)
+    rank = launcher_variable("RANK", 0)
+    launcher_variable("LOCAL_RANK", 0)
+    if rank >= world_size:
+        raise UserError(
+            ErrorItem("environment variable RANK", f"{rank} is not below WORLD_SIZE ({world_size})")
+        )
+    return world_size, rank
+
+
+def check_output_locations(output_dir: Path, cache_dir: Path) -> None:
+    """output_dir and the data cache must be folders this process can create and write (nothing is written)."""
+    problems = []
+    if (problem := writable_location_problem(output_dir)) is not None:
+        problems.append(ErrorItem("$.training_args.output_dir", problem))
+    if (problem := writable_location_problem(cache_dir)) is not None:
+        problems.append(ErrorItem("data cache (FTCONFIG_CACHE_DIR)", problem))
+    if problems:
+        raise ConfigError(problems)
