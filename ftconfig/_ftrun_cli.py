@@ -108,7 +108,9 @@ def cli(
         experiment_name=experiment_name,
     )
     if dry_run:
-        from ftconfig.runtime.training._plan import build_plan, render_plan
+        from ftconfig.runtime.training._plan import build_plan, keep_training_only_libraries_out, render_plan
+
+        keep_training_only_libraries_out()
         from ftconfig.runtime.training._run import prepare_run
 
         run = prepare_run(config, options, world_size=world_size or env_world)
