@@ -1,0 +1,196 @@
+"""Chat templates compiled once and rendered over whole batches, with the spans of `{% generation %}` output.
+
+The Jinja environment is the one transformers renders chat templates in (sandboxed, `trim_blocks`, `lstrip_blocks`,
+loop controls, `tojson`, `raise_exception`, `strftime_now`, `dict`, `namespace`), so the text is the same as
+`apply_chat_template`'s. What is left out is transformers' per-conversation work that ftconfig's rows never need:
+its rows are validated `{"role": str, "content": str}` messages, already plain data, with no reasoning fields to
+alias, no tools and no documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.utils
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["CompiledTemplate", "RenderedBatch", "compile_template"]
+
+Span = tuple[int, int]
+
+
+@dataclass
+class _Tracker:
+    """Where rendering is: characters yielded so far, and the generation spans found up to there."""
+
+    position: int = 0
+    spans: list[Span] = field(default_factory=list)
+
+
+class _GenerationTracker(jinja2.ext.Extension):
+    """`{% generation %}...{% endgeneration %}`: renders its body unchanged and records its character span."""
+
+    tags: ClassVar[set[str]] = {"generation"}
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        self.active: _Tracker | None = None
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_generation"), [], [], body).set_lineno(lineno)
+
+    def _generation(self, caller: Callable[[], str]) -> str:
+        text = caller()
+        if self.active is not None:
+            # Everything before this block was yielded already: the span starts at the running length.
+            self.active.spans.append((self.active.position, self.active.position + len(text)))
+        return text
+
+    @contextmanager
+    def tracking(self) -> Iterator[_Tracker]:
+        tracker = _Tracker()
+        self.active = tracker
+        try:
+            yield tracker
+        finally:
+            self.active = None
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    """Jinja's namespace without underscore attributes (no way to CPython internals)."""
+
+    def __init__(
+        *args: Any, **kwargs: Any
+    ) -> None:  # Jinja's own signature trick: `namespace(self=...)` works
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check_name(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(
+                f"chat templates cannot store underscore-prefixed attributes on a namespace, got {name!r}"
+            )
+
+
+class _TemplateDict:
+    """`dict(...)` and `dict.fromkeys(...)` in templates, without the dict type's attributes."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict.fromkeys(*args, **kwargs)
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    """Jinja's own tojson escapes HTML characters; chat templates want the JSON as written."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+@dataclass(frozen=True)
+class RenderedBatch:
+    """Rendered texts and, per text, the character spans of its `{% generation %}` output."""
+
+    texts: list[str]
+    spans: list[list[Span]]
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A chat template compiled once; `render` renders a batch of conversations with it."""
+
+    template: jinja2.Template
+    tracker: _GenerationTracker
+    variables: dict[str, Any]
+    cut_prefix: str  # rendered text that starts with this loses it (a BOS the tokenizer adds itself)
+
+    def render(self, conversations: Sequence[Sequence[dict[str, str]]], *, with_spans: bool) -> RenderedBatch:
+        """Each conversation rendered (no generation prompt); spans only `with_spans` (else empty lists)."""
+        template, variables, cut = self.template, self.variables, len(self.cut_prefix)
+        new_context, render_function = template.new_context, template.root_render_func
+        texts: list[str] = []
+        spans: list[list[Span]] = []
+        for messages in conversations:
+            context = new_context({**variables, "messages": messages})
+            if with_spans:
+                with self.tracker.tracking() as tracker:
+                    pieces = []
+                    for piece in render_function(context):
+                        pieces.append(piece)
+                        tracker.position += len(piece)
+                text, found = "".join(pieces), tracker.spans
+            else:
+                text, found = "".join(render_function(context)), []
+            if cut and text.startswith(self.cut_prefix):
+                text = text[cut:]
+                found = [(max(start - cut, 0), max(end - cut, 0)) for start, end in found]
+            texts.append(text)
+            spans.append(found)
+        return RenderedBatch(texts, spans)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(jinja: str) -> tuple[jinja2.Template, _GenerationTracker]:
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols]
+    )
+    environment.filters["tojson"] = _tojson
+    environment.globals["raise_exception"] = _raise_exception
+    environment.globals["strftime_now"] = _strftime_now
+    environment.globals["dict"] = _TemplateDict()
+    environment.globals["namespace"] = _TemplateNamespace
+    tracker = environment.extensions[_GenerationTracker.identifier]
+    assert isinstance(tracker, _GenerationTracker)
+    return environment.from_string(jinja), tracker
+
+
+def compile_template(jinja: str, special_tokens: dict[str, Any], *, cut_prefix: str = "") -> CompiledTemplate:
+    """Compile `jinja` (cached per template text) with the variables every rendering gets: the special tokens
+    (`bos_token`, `eos_token`, ...), no tools, no documents, no generation prompt.
+
+    `cut_prefix` (the BOS text, when the tokenizer adds BOS itself) is removed from the start of each rendering,
+    and the spans move with it, so that a template that writes `{{ bos_token }}` never yields a double BOS.
+    """
+    template, tracker = _compile(jinja)
+    variables = {
+        **special_tokens,
+        "tools": None,
+        "documents": None,
+        "add_generation_prompt": False,
+    }
+    return CompiledTemplate(template, tracker, variables, cut_prefix)
