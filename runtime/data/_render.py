@@ -13,6 +13,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -43,7 +44,8 @@ class _GenerationTracker(jinja2.ext.Extension):
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
-        self.active: _Tracker | None = None
+        # Per thread (and task): one compiled template may render in several at once.
+        self._active: ContextVar[_Tracker | None] = ContextVar("generation_tracker", default=None)
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -52,19 +54,20 @@ class _GenerationTracker(jinja2.ext.Extension):
 
     def _generation(self, caller: Callable[[], str]) -> str:
         text = caller()
-        if self.active is not None:
+        tracker = self._active.get()
+        if tracker is not None:
             # Everything before this block was yielded already: the span starts at the running length.
-            self.active.spans.append((self.active.position, self.active.position + len(text)))
+            tracker.spans.append((tracker.position, tracker.position + len(text)))
         return text
 
     @contextmanager
     def tracking(self) -> Iterator[_Tracker]:
         tracker = _Tracker()
-        self.active = tracker
+        token = self._active.set(tracker)
         try:
             yield tracker
         finally:
-            self.active = None
+            self._active.reset(token)
 
 
 class _TemplateNamespace(jinja2.utils.Namespace):
