@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import jinja2.ext
@@ -40,7 +40,7 @@ class _Tracker:
 class _GenerationTracker(jinja2.ext.Extension):
     """`{% generation %}...{% endgeneration %}`: renders its body unchanged and records its character span."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 - jinja reads this class attribute
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
