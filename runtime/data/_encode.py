@@ -132,8 +132,9 @@ class ConversationEncoder:
     def render(self, conversations: Sequence[Sequence[dict[str, str]]]) -> RenderedBatch:
         return self.template.render(conversations, with_spans=self.completions_only)
 
-    def _tokenise(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Flat ids, token start and end offsets, and row bounds of `texts` tokenised with special tokens."""
+    def tokenise(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat ids, token start and end offsets (empty unless completions_only), and row bounds of `texts`
+        tokenised with the tokenizer's special tokens, exactly as `tokenizer(texts)` tokenises them."""
         backend = _backend(self.tokenizer)
         want_offsets = self.completions_only
         if backend is not None:
@@ -169,7 +170,7 @@ class ConversationEncoder:
             empty = np.zeros(0, dtype=np.int64)
             return EncodedBatch(empty, empty.copy(), np.zeros(1, dtype=np.int64))
         rendered = self.render(conversations)
-        ids, starts, ends, bounds = self._tokenise(rendered.texts)
+        ids, starts, ends, bounds = self.tokenise(rendered.texts)
         if not self.completions_only:
             return EncodedBatch(ids, ids.copy(), bounds)
         trained = _trained_mask(starts, ends, bounds, rendered.spans, [len(text) for text in rendered.texts])
