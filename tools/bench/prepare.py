@@ -5,8 +5,8 @@ The tokenizer: the tiny one with the chat-ml template installed by ftconfig's bu
 {% generation %} markers, so TRL's assistant_only_loss works on it unchanged).
 
 Each row runs in a fresh process, twice (the faster run is shown); only the preparation is timed (imports and the
-tokenizer come first), as wall and as CPU time (user + system: steadier on a shared machine), and the peak RSS is
-read with getrusage (Δ = above the process's peak before the preparation started).
+tokenizer come first), as wall and as CPU time (user + system of the process and its workers: steadier on a shared
+machine), and the peak RSS is read with getrusage (Δ = above the process's peak before the preparation started).
 - ftconfig rows use the real path, `runtime.data._prepare.prepare_data` (read + check the JSONL, render with the
   compiled template, tokenise in batches with the Rust tokenizer and mask into flat arrays with `ConversationEncoder`,
   Arrow columns, length filter), without its cache with one and with two worker processes, then with an empty
@@ -98,6 +98,12 @@ def _trl_prepare(dataset: Any, tokenizer: Any, *, processes: int | None = None) 
     return SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, False, None, "train")  # type: ignore[arg-type]
 
 
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its finished worker processes (2-worker rows)."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     import datasets
@@ -112,10 +118,10 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
         with data_file.open(encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle]
     before = peak_rss_mib()
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     if mode.startswith("ftconfig"):
-        cache_dir = None if mode == "ftconfig-nocache" else work / "ftconfig-cache"
+        cache_dir = None if mode.startswith("ftconfig-nocache") else work / "ftconfig-cache"
         workers = 2 if mode.endswith("-2") else 1
         prepared = prepare_data(config, tokenizer, setup, cache_dir=cache_dir, num_proc=workers)
         examples, tokens = len(prepared.train), prepared.train_tokens
@@ -132,10 +138,9 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
         examples = len(prepared)
         tokens = int(sum(len(ids) for ids in prepared.with_format("arrow")["input_ids"].to_pylist()))
     seconds = time.perf_counter() - start
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "seconds": seconds,
-        "cpu": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+        "cpu": _cpu_seconds() - cpu_before,
         "examples": examples,
         "tokens": tokens,
         "peak_mib": peak_rss_mib(),
