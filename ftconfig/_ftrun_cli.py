@@ -45,6 +45,16 @@ def _install_sigterm_handler() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _runs_as_the_program() -> bool:
+    """Whether this process is `ftrun` / `python -m ftconfig` itself (it ends when the command ends), not a
+    program that calls `main` and goes on (tests): only such a process may drop libraries for good."""
+    program = sys.modules.get("__main__")
+    spec = getattr(program, "__spec__", None)
+    if spec is not None and spec.name == "ftconfig.__main__":
+        return True
+    return Path(getattr(program, "__file__", None) or "").name in {"ftrun", "ftrun.exe", "ftrun-script.py"}
+
+
 def _configure_logging(rank: int) -> None:
     """ftconfig's own (few) messages from every rank, prefixed with the rank when there are several."""
     prefix = "ftrun" if rank == 0 else f"ftrun[{rank}]"
@@ -110,7 +120,8 @@ def cli(
     if dry_run:
         from ftconfig.runtime.training._plan import build_plan, keep_training_only_libraries_out, render_plan
 
-        keep_training_only_libraries_out()
+        if _runs_as_the_program():
+            keep_training_only_libraries_out()
         from ftconfig.runtime.training._run import prepare_run
 
         run = prepare_run(config, options, world_size=world_size or env_world)

@@ -21,8 +21,9 @@ TRAINING_ONLY_LIBRARIES = ("peft", "bitsandbytes")
 def keep_training_only_libraries_out() -> None:
     """Make peft and bitsandbytes look absent to this process, which will only plan (`ftrun --dry-run`).
 
-    Call it before anything heavy is imported and only in a process that exits after planning: a library that
-    imported while they were hidden has dropped its peft or bitsandbytes support for the rest of the process.
+    Call it before anything heavy is imported and only in a process that exits after planning (the `ftrun`
+    program, not a caller of its `main`): a library imported while they were hidden has dropped its peft or
+    bitsandbytes support for the rest of the process.
     Libraries already imported stay. peft_kwargs are still checked, from peft's source
     (ftconfig.runtime.model._peft_fields).
     """
