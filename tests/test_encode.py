@@ -271,3 +271,31 @@ def test_two_thousand_conversations_encode_exactly_as_transformers_helper_and_a_
     assert encoded["input_ids"] == expected["input_ids"]
     assert encoded["labels"] == expected["labels"]
     assert any(label != IGNORE_INDEX for label in encoded["labels"][0])
+
+
+_SCOPED_TEMPLATE = (
+    "{% set ns = namespace(turns=0) %}{% set sep = '\\n' %}"
+    "{% for message in messages %}{% set ns.turns = ns.turns + 1 %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% else %}{{ message['role'] + ': ' + message['content'] }}{% endif %}{% if not loop.last %}{{ sep }}{% endif %}"
+    "{% endfor %}{{ '#' ~ ns.turns }}"
+)
+
+
+@pytest.mark.parametrize("jinja", ["named", _SCOPED_TEMPLATE])
+def test_templates_render_in_one_call_only_where_exact_and_otherwise_one_by_one(built, data_dir, jinja):
+    """ftconfig's templates render a whole batch in one template call; a template with top-level `set` (scoping
+    would change inside the batch loop) renders conversation by conversation; both equal transformers."""
+    import copy
+
+    from ftconfig.runtime.data import _render
+
+    tokenizer, setup = built("chat-ml")
+    if jinja != "named":
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.chat_template = jinja
+    batch_template = _render._compile(tokenizer.get_chat_template())[1]
+    assert (batch_template is not None) == (jinja == "named")
+    rows = [*_conversations(data_dir, 300), SYSTEM_USER_ASSISTANT, TWO_EXCHANGES]
+    encoded = encode_conversations(tokenizer, setup, rows, completions_only=True)
+    assert encoded == _reference_encoding(tokenizer, rows, completions_only=True)

@@ -10,6 +10,7 @@ alias, no tools and no documents.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -138,13 +139,58 @@ class CompiledTemplate:
     """A chat template compiled once; `render` renders a batch of conversations with it."""
 
     template: jinja2.Template
+    batch_template: jinja2.Template | None  # the template in a loop over conversations, where that is exact
     tracker: _GenerationTracker
     variables: dict[str, Any]
     cut_prefix: str  # rendered text that starts with this loses it (a BOS the tokenizer adds itself)
 
     def render(self, conversations: Sequence[Sequence[dict[str, str]]], *, with_spans: bool) -> RenderedBatch:
         """Each conversation rendered (no generation prompt); spans only `with_spans` (else empty lists)."""
-        template, variables, cut = self.template, self.variables, len(self.cut_prefix)
+        if self.batch_template is not None:
+            texts, spans = self._render_in_one_call(self.batch_template, conversations)
+        else:
+            texts, spans = self._render_one_by_one(conversations, with_spans=with_spans)
+        if not with_spans:
+            spans = [[] for _ in texts]
+        cut = len(self.cut_prefix)
+        if cut:
+            for i, text in enumerate(texts):
+                if text.startswith(self.cut_prefix):
+                    texts[i] = text[cut:]
+                    spans[i] = [(max(start - cut, 0), max(end - cut, 0)) for start, end in spans[i]]
+        return RenderedBatch(texts, spans)
+
+    def _render_in_one_call(
+        self, template: jinja2.Template, conversations: Sequence[Sequence[dict[str, str]]]
+    ) -> tuple[list[str], list[list[Span]]]:
+        """One template call for the batch; each conversation's start (and its first span) is recorded as the
+        loop reaches it, so the text and the spans are cut apart exactly."""
+        marks: list[tuple[int, int]] = []  # (text position, spans so far) where each conversation starts
+        with self.tracker.tracking() as tracker:
+
+            def conversation_starts() -> str:
+                marks.append((tracker.position, len(tracker.spans)))
+                return ""
+
+            context = template.new_context(
+                {**self.variables, _CONVERSATIONS: conversations, _STARTS: conversation_starts}
+            )
+            pieces = []
+            for piece in template.root_render_func(context):
+                pieces.append(piece)
+                tracker.position += len(piece)
+        text = "".join(pieces)
+        marks.append((len(text), len(tracker.spans)))
+        texts, spans = [], []
+        for (start, first_span), (end, end_span) in itertools.pairwise(marks):
+            texts.append(text[start:end])
+            spans.append([(a - start, b - start) for a, b in tracker.spans[first_span:end_span]])
+        return texts, spans
+
+    def _render_one_by_one(
+        self, conversations: Sequence[Sequence[dict[str, str]]], *, with_spans: bool
+    ) -> tuple[list[str], list[list[Span]]]:
+        template, variables = self.template, self.variables
         new_context, render_function = template.new_context, template.root_render_func
         texts: list[str] = []
         spans: list[list[Span]] = []
@@ -159,16 +205,57 @@ class CompiledTemplate:
                 text, found = "".join(pieces), tracker.spans
             else:
                 text, found = "".join(render_function(context)), []
-            if cut and text.startswith(self.cut_prefix):
-                text = text[cut:]
-                found = [(max(start - cut, 0), max(end - cut, 0)) for start, end in found]
             texts.append(text)
             spans.append(found)
-        return RenderedBatch(texts, spans)
+        return texts, spans
+
+
+# Context names of the batch loop (templates cannot reach underscore names through attributes, and have no reason
+# to name these).
+_CONVERSATIONS = "_ftconfig_conversations"
+_STARTS = "_ftconfig_conversation_starts"
+# Statements whose meaning changes inside a loop (assignments and macros become loop-local, loop controls and
+# `loop` would reach the batch loop, blocks and imports have their own rules): a template with any of them is
+# rendered one conversation per call.
+_LOOP_SENSITIVE = (
+    jinja2.nodes.Assign,
+    jinja2.nodes.AssignBlock,
+    jinja2.nodes.Macro,
+    jinja2.nodes.Block,
+    jinja2.nodes.Extends,
+    jinja2.nodes.Include,
+    jinja2.nodes.Import,
+    jinja2.nodes.FromImport,
+    jinja2.nodes.Scope,
+    jinja2.nodes.With,
+    jinja2.nodes.Continue,
+    jinja2.nodes.Break,
+)
+
+
+def _batch_template(environment: jinja2.Environment, jinja: str) -> jinja2.Template | None:
+    """The template's body inside `{% for messages in conversations %}`, when that renders each conversation
+    exactly as a call of its own would; None otherwise."""
+    tree = environment.parse(jinja)
+    if next(tree.find_all(_LOOP_SENSITIVE), None) is not None:
+        return None
+    names = {node.name for node in tree.find_all(jinja2.nodes.Name)}
+    if names & {"loop", _CONVERSATIONS, _STARTS}:
+        return None
+    starts = jinja2.nodes.Output([jinja2.nodes.Call(jinja2.nodes.Name(_STARTS, "load"), [], [], None, None)])
+    loop = jinja2.nodes.For(
+        jinja2.nodes.Name("messages", "store"),
+        jinja2.nodes.Name(_CONVERSATIONS, "load"),
+        [starts, *tree.body],
+        [],
+        None,
+        False,
+    )
+    return environment.from_string(jinja2.nodes.Template([loop]))
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(jinja: str) -> tuple[jinja2.Template, _GenerationTracker]:
+def _compile(jinja: str) -> tuple[jinja2.Template, jinja2.Template | None, _GenerationTracker]:
     environment = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols]
     )
@@ -179,7 +266,7 @@ def _compile(jinja: str) -> tuple[jinja2.Template, _GenerationTracker]:
     environment.globals["namespace"] = _TemplateNamespace
     tracker = environment.extensions[_GenerationTracker.identifier]
     assert isinstance(tracker, _GenerationTracker)
-    return environment.from_string(jinja), tracker
+    return environment.from_string(jinja), _batch_template(environment, jinja), tracker
 
 
 def compile_template(jinja: str, special_tokens: dict[str, Any], *, cut_prefix: str = "") -> CompiledTemplate:
@@ -189,11 +276,11 @@ def compile_template(jinja: str, special_tokens: dict[str, Any], *, cut_prefix: 
     `cut_prefix` (the BOS text, when the tokenizer adds BOS itself) is removed from the start of each rendering,
     and the spans move with it, so that a template that writes `{{ bos_token }}` never yields a double BOS.
     """
-    template, tracker = _compile(jinja)
+    template, batch_template, tracker = _compile(jinja)
     variables = {
         **special_tokens,
         "tools": None,
         "documents": None,
         "add_generation_prompt": False,
     }
-    return CompiledTemplate(template, tracker, variables, cut_prefix)
+    return CompiledTemplate(template, batch_template, tracker, variables, cut_prefix)
