@@ -34,7 +34,10 @@ def _require_training_stack() -> None:
     """Say which training libraries are missing before anything else runs, instead of an import traceback."""
     import importlib.util
 
-    missing = [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
+    # A name set to None in sys.modules was blocked on purpose by the program running us, not left uninstalled.
+    missing = [
+        name for name in TRAINING_STACK if name not in sys.modules and importlib.util.find_spec(name) is None
+    ]
     if missing:
         raise TrainingStackMissing(
             f"training needs libraries that are not installed (missing: {', '.join(missing)}); {_INSTALL_TRAIN}"
@@ -69,6 +72,16 @@ def _install_sigterm_handler() -> None:
         raise _Terminated()
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _runs_as_the_program() -> bool:
+    """Whether this process is `ftrun` / `python -m ftconfig` itself (it ends when the command ends), not a
+    program that calls `main` and goes on (tests): only such a process may drop libraries for good."""
+    program = sys.modules.get("__main__")
+    spec = getattr(program, "__spec__", None)
+    if spec is not None and spec.name == "ftconfig.__main__":
+        return True
+    return Path(getattr(program, "__file__", None) or "").name in {"ftrun", "ftrun.exe", "ftrun-script.py"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,7 +141,10 @@ def cli(
         experiment_name=experiment_name,
     )
     if dry_run:
-        from ftconfig.runtime.training._plan import build_plan, render_plan
+        from ftconfig.runtime.training._plan import build_plan, keep_training_only_libraries_out, render_plan
+
+        if _runs_as_the_program():
+            keep_training_only_libraries_out()
         from ftconfig.runtime.training._run import prepare_run
 
         run = prepare_run(config, options, world_size=world_size or env_world)

@@ -190,3 +190,31 @@ def test_the_suggested_modules_to_save_lm_head_trains_the_output_layer(
     base_head = base.get("lm_head.weight", base["model.embed_tokens.weight"])
     [trained_head] = [tensor for name, tensor in adapter.items() if name.endswith("lm_head.weight")]
     assert not torch.equal(trained_head, base_head)
+
+
+@pytest.mark.parametrize(
+    ("targets", "exclude"),
+    [
+        (["q_proj", "lm_head"], None),
+        (["model.lm_head"], None),
+        (["head"], None),
+        (["q_proj", "v_proj"], None),
+        (r".*(q_proj|lm_head)", None),
+        (r"lm_.*", None),
+        (r"head", None),
+        (["lm_head"], ["lm_head"]),
+        (r".*lm_head", r"lm_.*"),
+    ],
+)
+@pytest.mark.parametrize("name", ["lm_head", "model.lm_head", "model.layers.0.self_attn.q_proj"])
+def test_our_target_rule_is_peft_s_own(targets: Any, exclude: Any, name: str) -> None:
+    """The dry run decides without importing peft; it must decide as peft's check_target_module_exists does."""
+    import peft
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    from ftconfig.runtime.model._adapter_targets import targets_module
+
+    config = peft.LoraConfig(target_modules=targets, exclude_modules=exclude)
+    theirs = check_target_module_exists(config, name)
+    expected = bool(theirs) and type(theirs).__name__ != "_ExcludedModule"
+    assert targets_module(name, targets, exclude) == expected

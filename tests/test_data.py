@@ -438,3 +438,33 @@ def test_tokenizer_fingerprint_is_stable_and_follows_template_and_padding_side(t
     assert fingerprint() == default, "two builds of the same tokenizer must share cache entries"
     assert fingerprint(chat_template_name="chat-ml") != default
     assert fingerprint(padding_side="left") != default
+
+
+def test_prepared_columns_have_the_arrow_types_datasets_gives_python_rows(
+    tiny_model_dir: Path, data_dir: Path, prepare: Any, tokenizer_and_setup: tuple[Any, Any]
+) -> None:
+    """The columns are built from flat arrays; cache entries and collators must see the same types and rows as
+    when datasets wrote the encoder's Python rows (int32 input_ids, int64 labels and length)."""
+    import datasets
+
+    tokenizer, setup = tokenizer_and_setup
+    config = data_config(tiny_model_dir, concatenation(data_dir / "train.jsonl"))
+    prepared = prepare(config).train
+    rows = [json.loads(line)["messages"] for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    completions_only = bool(config.sft_args.train_on_completions_only)
+    encoded = encode_conversations(tokenizer, setup, rows, completions_only=completions_only)
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    written = datasets.Dataset.from_dict(encoded)
+    assert prepared.features == written.features
+    assert prepared.features["input_ids"].feature.dtype == "int32"
+    assert prepared.to_dict() == written.to_dict()
+
+
+def test_two_workers_split_the_rows_into_two_shards_and_keep_their_order(
+    tmp_path: Path, tiny_model_dir: Path, prepare: Any
+) -> None:
+    path, _ = write_source(tmp_path, "row", 7, words=3)
+    config = data_config(tiny_model_dir, concatenation(path))
+    one, two, many = (prepare(config, num_proc=count) for count in (1, 2, 16))
+    assert two.train.to_dict() == one.train.to_dict() == many.train.to_dict()
+    assert len(two.train) == 7

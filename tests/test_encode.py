@@ -215,3 +215,87 @@ def test_encoding_runs_in_datasets_map_with_two_processes(built, data_dir):
     direct = encode_conversations(tokenizer, setup, conversations, completions_only=True)
     assert mapped["input_ids"] == direct["input_ids"]
     assert mapped["labels"] == direct["labels"]
+
+
+def _reference_encoding(tokenizer, conversations, completions_only):
+    """Encoding the plain way, independent of the fast path: transformers' own template helper per conversation,
+    the tokenizer's __call__, and a Python loop over every token for the mask."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    texts, spans = render_jinja_template(
+        conversations,
+        chat_template=tokenizer.get_chat_template(),
+        return_assistant_tokens_mask=completions_only,
+        **dict(tokenizer.special_tokens_map),
+    )
+    bos = tokenizer.bos_token
+    if bos and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        for i, text in enumerate(texts):
+            if text.startswith(bos):
+                texts[i] = text[len(bos) :]
+                if completions_only:
+                    spans[i] = [(max(a - len(bos), 0), max(b - len(bos), 0)) for a, b in spans[i]]
+    encoded = tokenizer(texts, return_offsets_mapping=True, return_attention_mask=False)
+    labels = []
+    for i, ids in enumerate(encoded["input_ids"]):
+        if not completions_only:
+            labels.append(list(ids))
+            continue
+        row = []
+        for token, (start, end) in zip(ids, encoded["offset_mapping"][i], strict=True):
+            trained = end > start and any(
+                start < span_end and end > span_start for span_start, span_end in spans[i]
+            )
+            row.append(token if trained else IGNORE_INDEX)
+        labels.append(row)
+    return {"input_ids": encoded["input_ids"], "labels": labels}
+
+
+@pytest.mark.parametrize("name", list(TRAINED))
+@pytest.mark.parametrize("completions_only", [True, False])
+def test_two_thousand_conversations_encode_exactly_as_transformers_helper_and_a_token_loop_do(
+    built, name, completions_only
+):
+    """The fast path (compiled template, Rust batch tokenising, flat arrays) changes no id and no label."""
+    from ftconfig.tools.bench._common import conversations as generated
+
+    tokenizer, setup = built(name)
+    rows = [row["messages"] for row in generated(2000, seed=3)]
+    rows += [SYSTEM_USER_ASSISTANT, TWO_EXCHANGES]
+    rows += [[{"role": "user", "content": " Q "}, {"role": "assistant", "content": "  \n"}]]
+    rows += [
+        [{"role": "user", "content": "ünïcødé ✓"}, {"role": "assistant", "content": "日本語 <|im_end|> </s>"}]
+    ]
+    encoded = encode_conversations(tokenizer, setup, rows, completions_only=completions_only)
+    expected = _reference_encoding(tokenizer, rows, completions_only)
+    assert encoded["input_ids"] == expected["input_ids"]
+    assert encoded["labels"] == expected["labels"]
+    assert any(label != IGNORE_INDEX for label in encoded["labels"][0])
+
+
+_SCOPED_TEMPLATE = (
+    "{% set ns = namespace(turns=0) %}{% set sep = '\\n' %}"
+    "{% for message in messages %}{% set ns.turns = ns.turns + 1 %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% else %}{{ message['role'] + ': ' + message['content'] }}{% endif %}{% if not loop.last %}{{ sep }}{% endif %}"
+    "{% endfor %}{{ '#' ~ ns.turns }}"
+)
+
+
+@pytest.mark.parametrize("jinja", ["named", _SCOPED_TEMPLATE])
+def test_templates_render_in_one_call_only_where_exact_and_otherwise_one_by_one(built, data_dir, jinja):
+    """ftconfig's templates render a whole batch in one template call; a template with top-level `set` (scoping
+    would change inside the batch loop) renders conversation by conversation; both equal transformers."""
+    import copy
+
+    from ftconfig.runtime.data import _render
+
+    tokenizer, setup = built("chat-ml")
+    if jinja != "named":
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.chat_template = jinja
+    batch_template = _render._compile(tokenizer.get_chat_template())[1]
+    assert (batch_template is not None) == (jinja == "named")
+    rows = [*_conversations(data_dir, 300), SYSTEM_USER_ASSISTANT, TWO_EXCHANGES]
+    encoded = encode_conversations(tokenizer, setup, rows, completions_only=True)
+    assert encoded == _reference_encoding(tokenizer, rows, completions_only=True)

@@ -23,6 +23,7 @@ from ftconfig.runtime.model._peft import (
     check_peft_kwargs,
     peft_config_class,
 )
+from ftconfig.runtime.model._peft_fields import peft_config_fields
 from tests.helpers import EXAMPLES, make_config, only_error
 
 NF4 = {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
@@ -80,6 +81,23 @@ def tiny_model() -> Any:
 def test_peft_type_names_map_to_peft_config_classes() -> None:
     assert peft_config_class("LORA") is peft.LoraConfig
     assert peft_config_class("IA3") is peft.IA3Config
+
+
+def test_peft_source_fields_equal_the_imported_config_classes_for_every_peft_type() -> None:
+    """The dry run checks peft_kwargs against fields read from peft's source; they must be the real ones."""
+    import dataclasses
+    import typing
+
+    for peft_type, cls in peft.PEFT_TYPE_TO_CONFIG_MAPPING.items():
+        declared = peft_config_fields(str(peft_type.value))
+        assert declared is not None, peft_type
+        assert declared.class_name == cls.__name__
+        assert set(declared.fields) == {field.name for field in dataclasses.fields(cls) if field.init}, cls
+        hints = typing.get_type_hints(cls)
+        for name, annotation in declared.fields.items():
+            assert annotation is None or annotation == hints[name], (cls, name)
+    lora = peft_config_fields("LORA")
+    assert lora is not None and lora.fields["r"] is int and lora.fields["lora_alpha"] is int
 
 
 def test_peft_kwargs_typo_is_a_config_error_suggesting_the_field_without_loading_a_model(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 import msgspec
 import numpy as np
+import pyarrow as pa
 
 from ftconfig.generated.config import (
     AutoSplitDataInput,
@@ -29,7 +32,7 @@ from ftconfig.runtime.data._cache import (
     store_prepared,
     tokenizer_fingerprint,
 )
-from ftconfig.runtime.data._encode import encode_conversations
+from ftconfig.runtime.data._encode import ConversationEncoder, EncodedBatch, conversation_encoder
 from ftconfig.runtime.data._records import (
     PLACEHOLDER,
     Conversation,
@@ -319,16 +322,57 @@ def plan_rows(
     )
 
 
-def _encode_batch(
-    batch: dict[str, list[Any]], tokenizer: Any, setup: TokenizerSetup, completions_only: bool
-) -> dict[str, list[Any]]:
-    """`Dataset.map` worker (top level, so it pickles for num_proc > 1)."""
-    encoded = encode_conversations(tokenizer, setup, batch["messages"], completions_only=completions_only)
-    return {
-        "input_ids": encoded["input_ids"],
-        "labels": encoded["labels"],
-        "length": [len(ids) for ids in encoded["input_ids"]],
-    }
+# Conversations per encoder call: large enough that the per-call costs vanish, small enough for the Encodings.
+_BATCH = 1000
+# Values per Arrow list chunk: list offsets are 32-bit.
+_MAX_CHUNK_VALUES = 2**31 - 1
+# The conversations a forked worker encodes (inherited, never pickled); set only around the pool's lifetime.
+_WORKER_INPUT: tuple[ConversationEncoder, list[Conversation]] | None = None
+
+
+def _encode_range(encoder: ConversationEncoder, conversations: list[Conversation]) -> EncodedBatch:
+    """Encode conversations in batches of _BATCH and join the flat arrays."""
+    parts = [encoder.encode(conversations[i : i + _BATCH]) for i in range(0, len(conversations), _BATCH)]
+    if not parts:
+        return encoder.encode([])
+    lengths = np.concatenate([part.lengths for part in parts])
+    bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    return EncodedBatch(
+        np.concatenate([part.input_ids for part in parts]),
+        np.concatenate([part.labels for part in parts]),
+        bounds,
+    )
+
+
+def _encode_shard(shard: tuple[int, int]) -> EncodedBatch:
+    """Pool worker: encode conversations[start:stop] of the inherited input."""
+    assert _WORKER_INPUT is not None
+    encoder, conversations = _WORKER_INPUT
+    return _encode_range(encoder, conversations[shard[0] : shard[1]])
+
+
+def _encode_parallel(
+    encoder: ConversationEncoder, conversations: list[Conversation], workers: int
+) -> EncodedBatch:
+    """Contiguous shards in forked worker processes (one per worker), joined in order."""
+    global _WORKER_INPUT
+    edges = [int(edge) for edge in np.linspace(0, len(conversations), workers + 1)]
+    shards = list(itertools.pairwise(edges))
+    _WORKER_INPUT = (encoder, conversations)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_encode_shard, shards, chunksize=1)
+    finally:
+        _WORKER_INPUT = None
+    lengths = np.concatenate([part.lengths for part in parts])
+    bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    return EncodedBatch(
+        np.concatenate([part.input_ids for part in parts]),
+        np.concatenate([part.labels for part in parts]),
+        bounds,
+    )
 
 
 def _cut_batch(batch: dict[str, list[Any]], max_length: int) -> dict[str, list[Any]]:
@@ -369,19 +413,44 @@ def _tokenise(
     num_proc: int,
     fingerprint: str,
 ) -> datasets.Dataset:
-    """Tokenise every distinct source example once; mixes and splits then only move indices around."""
-    table = datasets.Dataset.from_dict({"messages": conversations})
-    workers = max(1, min(num_proc, len(table)))
-    return table.map(
-        _encode_batch,
-        batched=True,
-        num_proc=workers if workers > 1 else None,
-        remove_columns=["messages"],
-        fn_kwargs={"tokenizer": tokenizer, "setup": setup, "completions_only": completions_only},
-        # Our cache key already names the result; this spares datasets from hashing the tokenizer.
-        new_fingerprint=fingerprint,
-        desc="Tokenising conversations",
+    """Tokenise every distinct source example once; mixes and splits then only move indices around.
+
+    The flat id and label arrays become Arrow list columns without a Python row in between; `num_proc` > 1
+    encodes contiguous shards in forked processes (on Linux and macOS; one process elsewhere).
+    """
+    del setup  # the installed template and tokens live on the tokenizer
+    encoder = conversation_encoder(tokenizer, completions_only=completions_only)
+    workers = max(1, min(num_proc, len(conversations)))
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        encoded = _encode_parallel(encoder, conversations, workers)
+    else:
+        encoded = _encode_range(encoder, conversations)
+    table = pa.table(
+        {
+            # int32 ids, int64 labels: the types datasets gives these columns when it writes Python rows.
+            "input_ids": _list_column(encoded.bounds, encoded.input_ids.astype(np.int32), pa.int32()),
+            "labels": _list_column(encoded.bounds, encoded.labels, pa.int64()),
+            "length": pa.array(encoded.lengths),
+        }
     )
+    return datasets.Dataset(table, fingerprint=fingerprint)
+
+
+def _list_column(bounds: np.ndarray, values: np.ndarray, value_type: pa.DataType) -> pa.ChunkedArray:
+    """Rows `values[bounds[i]:bounds[i + 1]]` as an Arrow list column, in chunks whose 32-bit offsets cannot
+    overflow."""
+    chunks = []
+    first = 0
+    while first < len(bounds) - 1:
+        # The last row that still starts a chunk below 2**31 - 1 values from this chunk's first value.
+        last = int(np.searchsorted(bounds, bounds[first] + _MAX_CHUNK_VALUES, side="right")) - 1
+        last = min(max(last, first + 1), len(bounds) - 1)
+        offsets = (bounds[first : last + 1] - bounds[first]).astype(np.int32)
+        chunks.append(
+            pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[bounds[first] : bounds[last]]))
+        )
+        first = last
+    return pa.chunked_array(chunks, type=pa.list_(value_type))
 
 
 def _weighted_mix(entries: list[_Entry], sources: _Sources, *, seed: int) -> np.ndarray:

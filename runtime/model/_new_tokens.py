@@ -56,7 +56,15 @@ class NewTokenRows:
 
 
 def _supports_trainable_tokens(peft_type: str) -> bool:
-    """Whether peft's config class for this type has `trainable_token_indices` (LoRA and AdaLoRA in peft 0.21)."""
+    """Whether peft's config class for this type has `trainable_token_indices` (LoRA and AdaLoRA in peft 0.21).
+
+    Read from peft's source where possible, so the dry run (which keeps peft out) decides as the real run does.
+    """
+    from ftconfig.runtime.model._peft_fields import peft_config_fields
+
+    fields = peft_config_fields(peft_type)
+    if fields is not None:
+        return "trainable_token_indices" in fields.fields
     import dataclasses
 
     import peft

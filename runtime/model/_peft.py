@@ -1,27 +1,35 @@
-"""peft_conf → PEFT: check peft_kwargs before any model loads, build the peft config, wrap the model."""
+"""peft_conf → PEFT: check peft_kwargs before any model loads, build the peft config, wrap the model.
+
+peft is imported only where a config is built or a model wrapped: importing it imports bitsandbytes and
+`torch._inductor` (seconds), which the dry run never needs; its kwargs check reads peft's source instead.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import peft
-from peft import PeftModel, PeftType, get_peft_model, prepare_model_for_kbit_training
-from transformers import PreTrainedModel
 
 from ftconfig.generated.config import NoPeftConfig, PeftConfig, PretrainedPeftConfig, RunConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._schema_errors import describe_value, suggest
 from ftconfig.runtime.model._loading import embedding_rows, model_skeleton
 from ftconfig.runtime.model._new_tokens import NewTokenRows, add_new_rows, finish_adapter_with_new_rows
+from ftconfig.runtime.model._peft_fields import peft_config_fields
 from ftconfig.runtime.model._references import looks_like_hub_id
 from ftconfig.runtime.model._weights_files import first_damaged_file
+
+if TYPE_CHECKING:
+    import peft
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 __all__ = [
     "apply_peft",
@@ -50,6 +58,9 @@ _NOT_KWARGS = {
 
 def peft_config_class(peft_type: str) -> type[peft.PeftConfig]:
     """peft's config dataclass for a peft_type name (`LORA` → LoraConfig)."""
+    import peft
+    from peft import PeftType
+
     cls: type[peft.PeftConfig] = peft.PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(peft_type)]
     return cls
 
@@ -91,8 +102,17 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
     return None
 
 
-def _key_items(peft_conf: Any, cls: type[peft.PeftConfig]) -> list[ErrorItem]:
-    fields = _field_types(cls)
+def _declared_fields(peft_type: str) -> tuple[str, dict[str, Any]]:
+    """Class name and constructor fields for peft_type: from peft's source, else (unusual layout) imported."""
+    declared = peft_config_fields(peft_type)
+    if declared is not None:
+        return declared.class_name, declared.fields
+    cls = peft_config_class(peft_type)
+    return cls.__name__, _field_types(cls)
+
+
+def _key_items(peft_conf: Any) -> list[ErrorItem]:
+    class_name, fields = _declared_fields(_peft_type(peft_conf))
     items = []
     for key, value in peft_conf.peft_kwargs.items():
         where = f"{KWARGS}.{key}"
@@ -101,23 +121,23 @@ def _key_items(peft_conf: Any, cls: type[peft.PeftConfig]) -> list[ErrorItem]:
         elif key not in fields:
             hint = suggest(key, (name for name in fields if name not in _NOT_KWARGS))
             items.append(
-                ErrorItem(where, f"{cls.__name__} ({_peft_type(peft_conf)}) has no option '{key}'", hint)
+                ErrorItem(where, f"{class_name} ({_peft_type(peft_conf)}) has no option '{key}'", hint)
             )
         else:
             problem = _type_problem(value, fields[key])
             if problem is not None:
                 items.append(
-                    ErrorItem(where, f"{describe_value(value)} does not fit {cls.__name__}.{key}: {problem}")
+                    ErrorItem(where, f"{describe_value(value)} does not fit {class_name}.{key}: {problem}")
                 )
     return items
 
 
 def _construct(peft_conf: Any, extra: dict[str, Any]) -> peft.PeftConfig:
     """Build the config class, turning its own validation errors into a ConfigError on peft_kwargs."""
-    cls = peft_config_class(_peft_type(peft_conf))
-    items = _key_items(peft_conf, cls)
+    items = _key_items(peft_conf)
     if items:
         raise ConfigError(items)
+    cls = peft_config_class(_peft_type(peft_conf))
     try:
         return cls(task_type=peft_conf.task_type, **peft_conf.peft_kwargs, **extra)
     except (TypeError, ValueError) as exc:
@@ -126,16 +146,30 @@ def _construct(peft_conf: Any, extra: dict[str, Any]) -> peft.PeftConfig:
         ) from exc
 
 
+def _peft_importable() -> bool:
+    """False in a dry run, which keeps peft out of the process (see ftconfig.runtime.training._plan)."""
+    try:
+        return importlib.util.find_spec("peft") is not None
+    except ValueError:  # sys.modules["peft"] set to None without a spec
+        return False
+
+
 def check_peft_kwargs(peft_conf: PeftConfig) -> None:
     """Check peft_kwargs against peft's config class for peft_type before any model loads (also in --dry-run).
 
-    Unknown keys get "Did you mean ...?", values of the wrong JSON type are named, and the class's own
-    cross-field rules run by constructing it. Range rules that peft only checks when it wraps a model
-    (e.g. `r > 0`) are checked by check_adapter_fits_model.
+    Unknown keys get "Did you mean ...?" and values of the wrong JSON type are named, from the fields peft's
+    source declares (no import). Where peft may be imported (a real run), the class's own cross-field rules
+    then run by constructing it; the dry run, which keeps peft out, leaves them to the real run. Range rules
+    that peft only checks when it wraps a model (e.g. `r > 0`) are checked by check_adapter_fits_model, before
+    any weights load, in the real run (and in a dry run that may import peft).
     """
     if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
         return
-    _construct(peft_conf, {})
+    items = _key_items(peft_conf)
+    if items:
+        raise ConfigError(items)
+    if _peft_importable():
+        _construct(peft_conf, {})
 
 
 def check_adapter_reference(peft_conf: PeftConfig) -> None:
@@ -164,6 +198,10 @@ def check_adapter_reference(peft_conf: PeftConfig) -> None:
         raise ConfigError(
             ErrorItem(ADAPTER, f"no adapter folder (with adapter_config.json) at {reference!r}", hint)
         )
+    if not _peft_importable():  # the dry run: a Hub id is resolved when the real run loads the adapter
+        return
+    import peft
+
     with _adapter_load_errors(reference):
         peft.PeftConfig.from_pretrained(reference)
 
@@ -175,6 +213,7 @@ def check_adapter_vocabulary(
     found before the weights load and before the grown base model would be saved into output_dir)."""
     if not isinstance(peft_conf, PretrainedPeftConfig) or added_tokens <= 0:
         return
+
     rows = embedding_rows(run_conf)
     if rows is None or tokenizer_size <= rows:
         return
@@ -193,18 +232,20 @@ def check_adapter_fits_model(peft_conf: PeftConfig, run_conf: RunConfig) -> None
     """Wrap a weightless copy of the model (meta tensors) in the new adapter, before any weights load.
 
     peft checks ranges (`r > 0`) and whether target_modules match any layer only when it wraps a model; doing
-    it on the skeleton finds those mistakes in the dry run and before anything is written to output_dir.
+    it on the skeleton finds those mistakes before any weights load and before anything is written to output_dir
+    (in the real run; the dry run keeps peft out and leaves them to it).
     """
-    if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)):
-        return
+    if isinstance(peft_conf, (NoPeftConfig, PretrainedPeftConfig)) or not _peft_importable():
+        return  # the dry run keeps peft out: the real run checks this before any weights load
     config = build_peft_config(peft_conf)
     assert config is not None
+    import peft
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         skeleton = model_skeleton(run_conf)
         try:
-            get_peft_model(skeleton, config)
+            peft.get_peft_model(skeleton, config)
         except ValueError as exc:
             raise ConfigError(
                 ErrorItem(KWARGS, f"peft cannot apply these options to the model: {str(exc).strip()}")
@@ -270,6 +311,8 @@ def apply_peft(
                 )
             )
         return model
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
     if quantized:
         model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
             model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ftconfig.runtime.config._structs import is_dpo, variant_tag
@@ -13,12 +14,32 @@ if TYPE_CHECKING:
 __all__ = [
     "build_plan",
     "first_example",
+    "keep_training_only_libraries_out",
     "marked_example",
     "optimizer_steps",
     "plan_warnings",
     "render_plan",
     "render_short_plan",
 ]
+
+
+# Libraries only a real run needs. transformers' TrainingArguments imports peft whenever it is installed (for its
+# PeftModel checks in the Trainer) and peft imports bitsandbytes, whose import compiles kernels with torch.compile
+# (torch._inductor): about 3 s of a dry run that never wraps, quantizes or trains a model.
+TRAINING_ONLY_LIBRARIES = ("peft", "bitsandbytes")
+
+
+def keep_training_only_libraries_out() -> None:
+    """Make peft and bitsandbytes look absent to this process, which will only plan (`ftrun --dry-run`).
+
+    Call it before anything heavy is imported and only in a process that exits after planning (the `ftrun`
+    program, not a caller of its `main`): a library imported while they were hidden has dropped its peft or
+    bitsandbytes support for the rest of the process.
+    Libraries already imported stay. peft_kwargs are still checked, from peft's source
+    (ftconfig.runtime.model._peft_fields).
+    """
+    for name in TRAINING_ONLY_LIBRARIES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def optimizer_steps(run: PreparedRun) -> int:

@@ -5,15 +5,18 @@ The tokenizer: the tiny one with the chat-ml template installed by ftconfig's bu
 {% generation %} markers, so TRL's assistant_only_loss works on it unchanged).
 
 Each row runs in a fresh process, twice (the faster run is shown); only the preparation is timed (imports and the
-tokenizer come first), as wall and as CPU time (user + system: steadier on a shared machine), and the peak RSS is
-read with getrusage (Δ = above the process's peak before the preparation started).
-- ftconfig rows use the real path, `runtime.data._prepare.prepare_data` (read + check the JSONL, render, tokenise and
-  mask with `encode_conversations` in `Dataset.map`, length filter), without its cache, then with an empty cache
-  (prepare + store) and again with that cache (the second run of the same config).
+tokenizer come first), as wall and as CPU time (user + system of the process and its workers: steadier on a shared
+machine), and the peak RSS is read with getrusage (Δ = above the process's peak before the preparation started).
+- ftconfig rows use the real path, `runtime.data._prepare.prepare_data` (read + check the JSONL, render with the
+  compiled template, tokenise in batches with the Rust tokenizer and mask into flat arrays with `ConversationEncoder`,
+  Arrow columns, length filter), without its cache with one and with two worker processes, then with an empty
+  cache (prepare + store) and again with that cache (the second run of the same config).
 - TRL rows use TRL's own preparation, `SFTTrainer._prepare_dataset` with assistant_only_loss=True (tokenise
   per example via apply_chat_template, build labels, truncate, drop fully masked), on the rows already in a
-  `Dataset`; and from the JSONL through `datasets.load_dataset`, first run and again with datasets' cache.
-Before the table, the outputs are compared: trained tokens (labels) must be identical.
+  `Dataset` (one and two processes, `dataset_num_proc`); and from the JSONL through `datasets.load_dataset`, first
+  run and again with datasets' cache.
+Before the table, the outputs are compared for every named chat template: ids and trained tokens (labels) must be
+identical inside the BOS/EOS frame ftconfig adds.
 
 Run: OMP_NUM_THREADS=1 python -m ftconfig.tools.bench.prepare [--conversations N]
 """
@@ -47,18 +50,28 @@ __all__ = ["main"]
 MAX_SEQ_LENGTH = 512
 MODES = {
     "ftconfig-nocache": "ftconfig prepare_data, no cache",
+    "ftconfig-nocache-2": "ftconfig prepare_data, no cache, 2 workers",
     "ftconfig-cold": "ftconfig prepare_data, empty cache (prepare + store)",
     "ftconfig-warm": "ftconfig prepare_data, second run (cache hit)",
     "trl-dataset": "TRL _prepare_dataset, rows already in a Dataset",
+    "trl-dataset-2": "TRL _prepare_dataset, rows already in a Dataset, 2 processes",
     "trl-json-cold": "TRL load_dataset(json) + _prepare_dataset, first run",
     "trl-json-warm": "TRL load_dataset(json) + _prepare_dataset, datasets' cache",
 }
 
 
-def _config(data_file: Path, work: Path) -> Any:
+TEMPLATES = ("chat-ml", "mistral-with-system", "poro", "simplified-llama31", "keep-original")
+
+
+def _config(data_file: Path, work: Path, template: str = "chat-ml") -> Any:
     from ftconfig.runtime import load_config
 
-    document = tiny_config(data_file, work / "out", sft_args={"max_seq_length": MAX_SEQ_LENGTH})
+    document = tiny_config(
+        data_file,
+        work / "out",
+        sft_args={"max_seq_length": MAX_SEQ_LENGTH},
+        data_conf={"chat_template_name": template},
+    )
     return load_config(document)
 
 
@@ -69,7 +82,7 @@ def _tokenizer(config: Any) -> tuple[Any, Any]:
     return tokenizer, setup
 
 
-def _trl_prepare(dataset: Any, tokenizer: Any) -> Any:
+def _trl_prepare(dataset: Any, tokenizer: Any, *, processes: int | None = None) -> Any:
     """TRL's own preparation of a conversational dataset, nothing else of the trainer."""
     from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl exports lazily
 
@@ -80,11 +93,18 @@ def _trl_prepare(dataset: Any, tokenizer: Any) -> Any:
         use_cpu=True,
         bf16=False,
         report_to="none",
+        dataset_num_proc=processes,
     )
     # The attributes _prepare_dataset reads from the trainer: the template has markers, so no training template.
     trainer = types.SimpleNamespace(_tokenizer=tokenizer, chat_template=None, completion_only_loss=False)
     # A namespace stands in for the trainer: _prepare_dataset reads only the attributes set above.
     return SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, False, None, "train")  # type: ignore[arg-type]
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its finished worker processes (2-worker rows)."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
@@ -97,15 +117,16 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
     config = _config(data_file, work)
     tokenizer, setup = _tokenizer(config)
     rows = None
-    if mode == "trl-dataset":
+    if mode.startswith("trl-dataset"):
         with data_file.open(encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle]
     before = peak_rss_mib()
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     if mode.startswith("ftconfig"):
-        cache_dir = None if mode == "ftconfig-nocache" else work / "ftconfig-cache"
-        prepared = prepare_data(config, tokenizer, setup, cache_dir=cache_dir)
+        cache_dir = None if mode.startswith("ftconfig-nocache") else work / "ftconfig-cache"
+        workers = 2 if mode.endswith("-2") else 1
+        prepared = prepare_data(config, tokenizer, setup, cache_dir=cache_dir, num_proc=workers)
         examples, tokens = len(prepared.train), prepared.train_tokens
         if mode == "ftconfig-warm" and not prepared.cache_hit:
             raise SystemExit("the second run missed the cache")
@@ -116,14 +137,13 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
             dataset = datasets.load_dataset(
                 "json", data_files=str(data_file), split="train", cache_dir=str(work / "hf-cache")
             )
-        prepared = _trl_prepare(dataset, tokenizer)
+        prepared = _trl_prepare(dataset, tokenizer, processes=2 if mode.endswith("-2") else None)
         examples = len(prepared)
         tokens = int(sum(len(ids) for ids in prepared.with_format("arrow")["input_ids"].to_pylist()))
     seconds = time.perf_counter() - start
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "seconds": seconds,
-        "cpu": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+        "cpu": _cpu_seconds() - cpu_before,
         "examples": examples,
         "tokens": tokens,
         "peak_mib": peak_rss_mib(),
@@ -131,32 +151,41 @@ def _child(mode: str, data_file: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def _compare(data_file: Path, work: Path, count: int) -> str:
-    """Token ids and labels of the first `count` conversations, ftconfig against TRL."""
+def _compare(data_file: Path, work: Path, count: int) -> list[str]:
+    """Token ids and labels of the first `count` conversations, ftconfig against TRL, for every named template.
+
+    ftconfig frames each example with the tokenizer's BOS and EOS (labels -100); TRL's chat path adds neither,
+    but keeps a BOS that a template writes as text (simplified-llama31), which ftconfig turns into the one BOS.
+    """
     import datasets
 
     from ftconfig.runtime.data._encode import encode_conversations
 
     quiet_libraries()
-    config = _config(data_file, work)
-    tokenizer, setup = _tokenizer(config)
     with data_file.open(encoding="utf-8") as handle:
         rows = [json.loads(line) for _, line in zip(range(count), handle, strict=False)]
-    ours = encode_conversations(tokenizer, setup, [row["messages"] for row in rows], completions_only=True)
-    theirs = _trl_prepare(datasets.Dataset.from_list(rows), tokenizer)
-    framed = same_labels = 0
-    for ids, labels, trl_ids, trl_labels in zip(
-        ours["input_ids"], ours["labels"], theirs["input_ids"], theirs["labels"], strict=True
-    ):
-        # ftconfig frames each example with the tokenizer's BOS and EOS (both -100); TRL's chat path adds neither.
-        framed += (
-            ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id and ids[1:-1] == trl_ids
+    lines = []
+    for template in TEMPLATES:
+        config = _config(data_file, work, template)
+        tokenizer, setup = _tokenizer(config)
+        ours = encode_conversations(
+            tokenizer, setup, [row["messages"] for row in rows], completions_only=True
         )
-        same_labels += labels[1:-1] == trl_labels and labels[0] == labels[-1] == -100
-    return (
-        f"first {len(rows)} conversations: ftconfig ids = BOS + TRL ids + EOS for {framed}; "
-        f"labels identical inside that frame (frame -100) for {same_labels}"
-    )
+        theirs = _trl_prepare(datasets.Dataset.from_list(rows), tokenizer)
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        same_ids = same_labels = 0
+        for ids, labels, trl_ids, trl_labels in zip(
+            ours["input_ids"], ours["labels"], theirs["input_ids"], theirs["labels"], strict=True
+        ):
+            if trl_ids[:1] == [bos]:
+                trl_ids, trl_labels = trl_ids[1:], trl_labels[1:]
+            framed = ids[0] == bos and ids[-1] == eos and labels[0] == labels[-1] == -100
+            same_ids += framed and ids[1:-1] == trl_ids
+            same_labels += framed and labels[1:-1] == trl_labels
+        lines.append(
+            f"{template}: ids equal for {same_ids}, labels equal for {same_labels} of {len(rows)} conversations"
+        )
+    return lines
 
 
 def main() -> None:
@@ -187,7 +216,9 @@ def main() -> None:
             if mode not in results or result["seconds"] < results[mode]["seconds"]:
                 results[mode] = result
     print(machine_line())
-    print(_compare(data_file, work, 2000))
+    print("Output check, ftconfig against TRL inside ftconfig's BOS/EOS frame, first 2,000 conversations:")
+    for line in _compare(data_file, work, 2000):
+        print(f"- {line}")
     trl = results["trl-dataset"]
     rows = []
     for mode, label in MODES.items():
