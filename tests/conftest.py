@@ -1,4 +1,5 @@
-"""Shared fixtures: the shipped tiny model and data, a real MLflow server, offline settings for every test.
+"""Shared fixtures: the shipped tiny model and data, a real MLflow server, the tiny tokenizer and data preparation,
+offline settings for every test.
 
 Plain helpers (paths, base documents, make_config, only_error) live in tests/helpers.py.
 """
@@ -7,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import DATA_DIR, REPO_ROOT, TINY_MODEL
+from tests.helpers import DATA_DIR, REPO_ROOT, TINY_MODEL, concatenation, data_config
 
 # Nothing may be downloaded: every test runs against files the project ships or builds.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,3 +65,25 @@ def quiet_int8_matmul() -> Iterator[None]:
     bnb_logger.addFilter(only_the_cast)
     yield
     bnb_logger.removeFilter(only_the_cast)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_and_setup(tiny_model_dir: Path) -> tuple[Any, Any]:
+    """The tiny model's real tokenizer and chat setup, built from the base config."""
+    from ftconfig.runtime.data._tokenizer import build_tokenizer
+
+    config = data_config(tiny_model_dir, concatenation(Path("unused.jsonl")))
+    return build_tokenizer(config.run_conf, config.data_conf)
+
+
+@pytest.fixture
+def prepare(tokenizer_and_setup: tuple[Any, Any]) -> Callable[..., Any]:
+    """prepare_data with the real tiny tokenizer; no cache unless one is given."""
+    from ftconfig.runtime.data._prepare import PreparedData, prepare_data
+
+    tokenizer, setup = tokenizer_and_setup
+
+    def run(config: Any, *, cache_dir: Path | None = None, num_proc: int = 1) -> PreparedData:
+        return prepare_data(config, tokenizer, setup, num_proc=num_proc, cache_dir=cache_dir)
+
+    return run

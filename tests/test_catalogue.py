@@ -12,7 +12,6 @@ rows of the table below.
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -23,10 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLES, tiny_run_document
+from tests.helpers import (
+    DELETE,
+    EXAMPLES,
+    run_entry_point,
+    tiny_run_document,
+    tree_snapshot,
+    with_changes,
+    write_yaml_12,
+)
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
-DELETE = object()  # a `changes` value that removes the key
 
 
 def _tokenizer_with_pad_token(tokenizers: Path) -> None:
@@ -651,40 +657,6 @@ def _fill(value: Any, places: dict[str, str]) -> Any:
     return value
 
 
-def with_changes(document: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `document` with each dotted path set to its value (a numeric part indexes a list)."""
-    result = copy.deepcopy(document)
-    for path, value in changes.items():
-        *parents, last = path.split(".")
-        node: Any = result
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        if value is DELETE:
-            del node[last]
-        else:
-            node[last] = value
-    return result
-
-
-def write_yaml_12(path: Path, document: dict[str, Any]) -> None:
-    """Write YAML 1.2 (so a string such as '1e-4' stays a string, as ftconfig reads it)."""
-    from ruamel.yaml import YAML
-
-    writer = YAML(typ="safe", pure=True)
-    writer.version = (1, 2)
-    writer.default_flow_style = False
-    with path.open("w", encoding="utf-8") as stream:
-        writer.dump(document, stream)
-
-
-def tree_snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under `root` with its bytes (None for a folder or a FIFO): equal snapshots mean nothing was written."""
-    return {
-        str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
-        for path in sorted(root.rglob("*"))
-    }
-
-
 @dataclass
 class Prepared:
     config: Path
@@ -708,25 +680,6 @@ def prepare_case(case: Case, tmp_path: Path, tokenizers: Path) -> Prepared:
         config = tmp_path / "config.yaml"
         write_yaml_12(config, document)
     return Prepared(config, output_dir, [str(config), *case.argv])
-
-
-def run_entry_point(
-    main: Callable[[], None],
-    argv: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> tuple[int | str | None, str]:
-    """Call a console entry point in-process; (its exit code, stdout + stderr). An escaping exception fails."""
-    monkeypatch.setattr(sys, "argv", argv)
-    capsys.readouterr()
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def assert_clean_user_error(code: int | str | None, output: str, case: Case) -> None:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_catalogue import with_changes
-from tests.test_faults import MAX_STEPS, RUN_TIMEOUT_S, fault_document, start_ftrun
+from tests.helpers import EXAMPLES, MAX_STEPS, RUN_TIMEOUT_S, fault_document, start_ftrun, with_changes
 
 
 def write_document(directory: Path, name: str, document: dict) -> Path:
@@ -169,8 +168,6 @@ def dry_run_peak_mib(config: Path) -> tuple[dict, int]:
 @pytest.mark.slow
 def test_one_huge_conversation_is_dropped_before_tokenising_so_memory_stays_flat(tmp_path: Path) -> None:
     """A 40 MB row: once tokenised it would need gigabytes; bounded by characters it costs its own bytes."""
-    from tests.helpers import EXAMPLES
-
     rows = (EXAMPLES / "data" / "train.jsonl").read_text().splitlines()[:40]
     huge = json.dumps(
         {
@@ -217,8 +214,6 @@ def _children(pid: int) -> list[int]:
 def test_a_signal_during_data_preparation_with_workers_stops_cleanly_and_leaves_the_cache_usable(
     tmp_path: Path, signum: int, exit_code: int, to_group: bool
 ) -> None:
-    from tests.helpers import EXAMPLES
-
     rows = (EXAMPLES / "data" / "train.jsonl").read_text().splitlines()
     data = tmp_path / "big.jsonl"
     data.write_text("\n".join(rows * 60) + "\n")  # 24,000 conversations: preparation takes seconds

@@ -16,13 +16,7 @@ from safetensors.torch import save_file
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.model._weights_files import damaged_file
 from ftconfig.runtime.training._checkpoints import resolve_resume
-from tests.test_data import (  # noqa: F401  (fixtures used by name)
-    concatenation,
-    data_config,
-    prepare,
-    tokenizer_and_setup,
-    write_source,
-)
+from tests.helpers import concatenation, data_config, write_source
 
 
 def make_real_checkpoint(output_dir: Path, step: int, *, adapter: bool = False) -> Path:
@@ -93,7 +87,7 @@ def test_whole_files_pass_and_every_truncation_of_a_safetensors_file_is_caught(t
 def test_a_damaged_cache_entry_is_detected_by_its_checksums_and_rebuilt_never_read_as_wrong_examples(
     tmp_path: Path,
     tiny_model_dir: Path,
-    prepare: Any,  # noqa: F811
+    prepare: Any,
     damage: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

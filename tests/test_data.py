@@ -17,74 +17,23 @@ datasets = pytest.importorskip("datasets")
 
 from ftconfig.runtime.data import _cache as _prepare_cache  # noqa: E402
 from ftconfig.runtime.data._encode import encode_conversations  # noqa: E402
-from ftconfig.runtime.data._prepare import PreparedData, prepare_data  # noqa: E402
 from ftconfig.runtime.data._records import read_conversations  # noqa: E402
 from ftconfig.runtime.data._tokenizer import build_tokenizer  # noqa: E402
-from tests.helpers import make_config  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    concatenation,
+    conversation,
+    data_config,
+    make_config,
+    write_jsonl,
+    write_source,
+)
 
 # --- helpers ------------------------------------------------------------------------------------------------
-
-
-def conversation(label: str, words: int = 1) -> list[dict[str, str]]:
-    """A conversation whose tokens identify it (`label`), `words` long on the assistant side."""
-    return [
-        {"role": "user", "content": f"Say {label}."},
-        {"role": "assistant", "content": " ".join([label] * words)},
-    ]
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-def write_source(directory: Path, prefix: str, count: int, words: int = 1) -> tuple[Path, dict[str, Any]]:
-    """A JSONL file of `count` conversations labelled prefix0, prefix1, ...; returns it and the rows."""
-    rows = {f"{prefix}{i}": conversation(f"{prefix}{i}", words) for i in range(count)}
-    path = write_jsonl(directory / f"{prefix}.jsonl", [{"messages": messages} for messages in rows.values()])
-    return path, rows
-
-
-def data_config(
-    model_dir: Path,
-    training: dict[str, Any],
-    validation: dict[str, Any] | None = None,
-    *,
-    max_seq_length: int = 512,
-    completions_only: bool = False,
-) -> Any:
-    """The base config with these training and validation data sections and sequence settings."""
-    return make_config(
-        model_dir,
-        data_conf={"training_data": training, "validation_data": validation or {"type": "NONE"}},
-        sft_args={"max_seq_length": max_seq_length, "train_on_completions_only": completions_only},
-    )
-
-
-def concatenation(*paths: Path) -> dict[str, Any]:
-    return {"type": "CONCATENATION", "datasets": [{"path": str(p)} for p in paths]}
 
 
 def weighted_mix(*items: tuple[Path, float], seed: int = 7) -> dict[str, Any]:
     datasets_ = [{"path": str(path), "sampling_weight": weight} for path, weight in items]
     return {"type": "PRECOMPUTE_WEIGHTED_MIX", "datasets": datasets_, "seed": seed}
-
-
-@pytest.fixture(scope="module")
-def tokenizer_and_setup(tiny_model_dir: Path) -> tuple[Any, Any]:
-    config = data_config(tiny_model_dir, concatenation(Path("unused.jsonl")))
-    return build_tokenizer(config.run_conf, config.data_conf)
-
-
-@pytest.fixture
-def prepare(tokenizer_and_setup: tuple[Any, Any]) -> Any:
-    """prepare_data with the real tiny tokenizer; no cache unless one is given."""
-    tokenizer, setup = tokenizer_and_setup
-
-    def run(config: Any, *, cache_dir: Path | None = None, num_proc: int = 1) -> PreparedData:
-        return prepare_data(config, tokenizer, setup, num_proc=num_proc, cache_dir=cache_dir)
-
-    return run
 
 
 @pytest.fixture

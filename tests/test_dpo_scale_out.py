@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES
-from tests.test_scale_out import mlflow_runs, run_command, write_config
+from tests.helpers import EXAMPLES, mlflow_runs, run_command, write_config
 
 pytestmark = [pytest.mark.slow]
 

@@ -162,7 +162,7 @@ def test_bad_preference_data_exits_2_with_file_line_and_writes_nothing(tmp_path:
 def test_a_dpo_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     import torch
 
-    from tests.test_faults import run_ftrun, signal_after_first_checkpoint, start_ftrun
+    from tests.helpers import run_ftrun, signal_after_first_checkpoint, start_ftrun
 
     def config(name: str) -> Path:
         document = dpo_document(

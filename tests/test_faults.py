@@ -12,9 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,79 +21,21 @@ import yaml
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.training._checkpoints import resolve_resume
 from ftconfig.runtime.training._output import replace_directory, write_json_atomic
-from tests.helpers import EXAMPLES, tiny_run_document
-
-MAX_STEPS = 12
-SAVE_STEPS = 4
-FIRST_CHECKPOINT = f"checkpoint-{SAVE_STEPS}"
-RUN_TIMEOUT_S = 300
-
-
-def fault_document(output_dir: Path) -> dict[str, Any]:
-    """A deterministic CPU run that checkpoints three times and resumes automatically."""
-    return tiny_run_document(
-        output_dir,
-        peft_conf={"peft_type": "NO_PEFT"},
-        data_conf={"chat_template_name": "mistral-with-system"},  # adds no tokens: no new base model
-        training_args={
-            "max_steps": MAX_STEPS,
-            "save_strategy": "steps",
-            "save_steps": SAVE_STEPS,
-            "logging_steps": 1,
-            "learning_rate": 1e-3,
-            "seed": 11,
-            "full_determinism": True,
-            "dataloader_num_workers": 0,
-        },
-        run_conf={"model": str(EXAMPLES / "tiny-llama"), "resume_from_checkpoint": "auto"},
-    )
+from tests.helpers import (
+    FIRST_CHECKPOINT,
+    MAX_STEPS,
+    SAVE_STEPS,
+    fault_document,
+    run_ftrun,
+    signal_after_first_checkpoint,
+    start_ftrun,
+)
 
 
 def write_config(directory: Path, output_dir: Path) -> Path:
     path = directory / f"{output_dir.name}.yaml"
     path.write_text(yaml.safe_dump(fault_document(output_dir), sort_keys=False))
     return path
-
-
-def _default_sigint() -> None:
-    # A background job of a non-interactive shell (as in CI) inherits SIGINT ignored; Python then never raises
-    # KeyboardInterrupt. Give the child the default disposition a terminal user's ftrun has.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def start_ftrun(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ftconfig", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
-
-
-def run_ftrun(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    process = start_ftrun(config, *args)
-    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def signal_after_first_checkpoint(
-    process: subprocess.Popen[str], output_dir: Path, signum: int
-) -> tuple[int, str, str]:
-    """Send `signum` as soon as the first checkpoint's trainer_state.json (written last) is complete."""
-    state = output_dir / FIRST_CHECKPOINT / "trainer_state.json"
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while True:
-        assert process.poll() is None, f"ftrun ended before {FIRST_CHECKPOINT}:\n{process.communicate()[1]}"
-        assert time.monotonic() < deadline, f"no {FIRST_CHECKPOINT} after {RUN_TIMEOUT_S} s"
-        try:
-            json.loads(state.read_text(encoding="utf-8"))
-            break
-        except (OSError, ValueError):
-            time.sleep(0.005)
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
-    return process.returncode, stdout, stderr
 
 
 def final_weights(output_dir: Path) -> dict[str, Any]:

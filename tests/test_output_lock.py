@@ -98,8 +98,7 @@ def test_the_dry_run_reports_a_running_job_in_its_output_dir_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ftconfig._ftrun_cli import main
-    from tests.helpers import tiny_run_document
-    from tests.test_catalogue import run_entry_point, tree_snapshot, write_yaml_12
+    from tests.helpers import run_entry_point, tiny_run_document, tree_snapshot, write_yaml_12
 
     output_dir = tmp_path / "out"
     config = tmp_path / "config.yaml"

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import tiny_run_document
+from tests.helpers import mlflow_runs, run_command, tiny_run_document, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def run_command(command: list[str], cache_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.pop("DISABLE_MLFLOW_INTEGRATION", None)
-    env["FTCONFIG_CACHE_DIR"] = str(cache_dir)
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-
-
-def write_config(path: Path, document: dict) -> Path:
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
-def mlflow_runs(uri: str, experiment: str) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id]) if found else []
 
 
 def test_ftrun_logs_params_metrics_and_config_into_one_mlflow_run_and_run_id_appends(

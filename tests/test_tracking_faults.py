@@ -18,9 +18,8 @@ import yaml
 from ftconfig.runtime.config._errors import ConfigError
 from ftconfig.runtime.tracking._mlflow import start_tracking
 from ftconfig.runtime.tracking._plan import resolve_tracking
+from tests.helpers import FIRST_CHECKPOINT, RUN_TIMEOUT_S, fault_document, make_config, start_ftrun
 from tests.mlflow_server import running_mlflow_server
-from tests.test_faults import FIRST_CHECKPOINT, RUN_TIMEOUT_S, fault_document, start_ftrun
-from tests.test_tracking import make_config
 
 
 class _NotMlflow(http.server.BaseHTTPRequestHandler):

@@ -319,7 +319,7 @@ def _schema(
 
 def _dpo_only_fields() -> list[str]:
     from transformers import TrainingArguments
-    from trl import DPOConfig
+    from trl import DPOConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     base = {field.name for field in _fields(TrainingArguments)}
     return [field.name for field in _fields(DPOConfig) if field.name not in base]
@@ -359,7 +359,7 @@ def build_dpo_training_args_schema() -> dict[str, Any]:
     """Return the DPO training_args schema: TRL's DPOConfig, i.e. TrainingArguments plus the DPO fields."""
     import transformers
     import trl
-    from trl import DPOConfig
+    from trl import DPOConfig  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     skipped = BATCH_FIELDS | OWNED_ELSEWHERE | DPO_OWNED_ELSEWHERE
     properties: dict[str, Any] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Self
 
 __all__ = ["BUG_EXIT_CODE", "ConfigError", "DataError", "ErrorItem", "UserError", "report_bug"]
 
@@ -40,7 +40,7 @@ class UserError(Exception):
         self.source = source
         super().__init__(str(self))
 
-    def with_source(self, source: str) -> UserError:
+    def with_source(self, source: str) -> Self:
         """The same error, attributed to a file (keeps the first source given)."""
         if self.source is None:
             self.source = source

@@ -297,9 +297,10 @@ def convert_document(document: dict[str, Any]) -> ExperimentConfig:
     """
     from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 
-    is_dpo = isinstance(document, dict) and document.get("method") == "dpo"
-    kind = DPOFinetuningConfig if is_dpo else FinetuningConfig
-    return msgspec.convert(_integral_floats_as_ints(document), kind, strict=True)
+    data = _integral_floats_as_ints(document)
+    if isinstance(document, dict) and document.get("method") == "dpo":
+        return msgspec.convert(data, DPOFinetuningConfig, strict=True)
+    return msgspec.convert(data, FinetuningConfig, strict=True)
 
 
 def load_config(document: dict[str, Any]) -> ExperimentConfig:

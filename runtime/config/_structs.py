@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -13,6 +13,9 @@ from ftconfig.generated.config import (
     FinetuningConfig,
     NoQuantizationConfig,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = ["is_dpo", "is_quantized", "literal_values", "variant_tag"]
 
@@ -36,6 +39,6 @@ def is_quantized(quant_conf: BnBQuantizationConfig | NoQuantizationConfig) -> bo
     return isinstance(quant_conf, BnBQuantizationConfig)
 
 
-def is_dpo(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
-    """Whether the config trains with DPO (method: dpo) rather than SFT."""
+def is_dpo(config: FinetuningConfig | DPOFinetuningConfig) -> TypeIs[DPOFinetuningConfig]:
+    """Whether the config trains with DPO (method: dpo) rather than SFT (narrows the type for the type checker)."""
     return isinstance(config, DPOFinetuningConfig)

@@ -106,7 +106,7 @@ def render_preference(
     conversations = [*prompts]
     conversations += [prompt + answer for prompt, answer in zip(prompts, chosen, strict=True)]
     conversations += [prompt + answer for prompt, answer in zip(prompts, rejected, strict=True)]
-    texts, _ = render_conversations(tokenizer, conversations)
+    texts, _ = render_conversations(tokenizer, conversations)  # type: ignore[arg-type]  # a ChatMessage TypedDict is the plain dict the encoder takes
     prompt_texts = texts[:count]
     answers: list[list[str]] = [[], []]
     for side, full_texts in enumerate((texts[count : 2 * count], texts[2 * count :])):

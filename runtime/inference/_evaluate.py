@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ftconfig.runtime.config._errors import ErrorItem, UserError
+from ftconfig.runtime.config._structs import is_dpo
 from ftconfig.runtime.data._collator import build_data_collator
 from ftconfig.runtime.data._encode import IGNORE_INDEX, encode_conversations
 from ftconfig.runtime.data._records import read_conversations, read_file_bytes
@@ -54,6 +55,14 @@ def evaluate_model(source: ModelSource, data_path: Path, *, batch_size: int = 8)
                 "Pass the output_dir of an ftrun run, or one of its checkpoints",
             )
         )
+    if is_dpo(config):  # no sft_args: no completions-only mask or length limit to frame chat data with
+        raise UserError(
+            ErrorItem(
+                str(source.run_dir),
+                "evaluate measures chat data the way an SFT run trained on it; this is a DPO run (method: dpo)",
+                "Pass the output_dir of an SFT run",
+            )
+        )
     shown = str(data_path)
     conversations = read_conversations(read_file_bytes(data_path, location=shown, shown=shown), name=shown)
     try:
@@ -61,7 +70,12 @@ def evaluate_model(source: ModelSource, data_path: Path, *, batch_size: int = 8)
     except UserError as exc:
         raise exc.with_source(f"{source.run_dir} ({RESOLVED_CONFIG_NAME})") from None
     completions_only = bool(config.sft_args.train_on_completions_only)
-    encoded = encode_conversations(tokenizer, setup, conversations, completions_only=completions_only)
+    encoded = encode_conversations(
+        tokenizer,
+        setup,
+        conversations,  # type: ignore[arg-type]  # a ChatMessage TypedDict is the plain dict the encoder takes
+        completions_only=completions_only,
+    )
     limit = int(config.sft_args.max_seq_length)
     features = [
         {"input_ids": ids, "labels": labels}

@@ -27,7 +27,7 @@ _FLAG = re.compile(r"^- `(?P<key>\w+)`:", re.MULTILINE)
 
 
 def _known_keys() -> set[str]:
-    return {key for key in GenerationConfig().to_dict() if not key.startswith("_")}
+    return {key for key in GenerationConfig().to_dict() if not key.startswith("_")}  # type: ignore[no-untyped-call]  # unannotated in transformers
 
 
 def check_gen_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def check_gen_params(params: dict[str, Any]) -> dict[str, Any]:
     if "max_new_tokens" not in result and "max_length" not in result:
         result["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
     try:
-        GenerationConfig(**result).validate(strict=True)
+        GenerationConfig(**result).validate(strict=True)  # type: ignore[no-untyped-call]  # unannotated in transformers
     except (ValueError, TypeError) as exc:
         message = str(exc).strip()
         keys = [match["key"] for match in _FLAG.finditer(message)] or [

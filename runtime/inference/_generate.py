@@ -42,7 +42,8 @@ def read_prompts(config: GenerationConfig) -> list[Prompt]:
 
     prompt_conf = config.prompt_conf
     if isinstance(prompt_conf, OpenInputPrompts):
-        message = [{"role": "user", "content": prompt_conf.input}]
+        text = prompt_conf.input if isinstance(prompt_conf.input, str) else ""  # decoding never leaves UNSET
+        message = [{"role": "user", "content": text}]
         return [Prompt(OPEN_PROMPT_DATASET, str(i), message, []) for i in range(prompt_conf.num_samples)]
     path = prompt_conf.data.path
     raw = read_file_bytes(Path(path), location="$.prompt_conf.data.path", shown=path)
@@ -55,7 +56,14 @@ def read_prompts(config: GenerationConfig) -> list[Prompt]:
         last = users[-1]
         following = conversation[last + 1 : last + 2]
         references = [m["content"] for m in following if m["role"] == "assistant"]
-        prompts.append(Prompt(path, str(index), [dict(m) for m in conversation[: last + 1]], references))
+        prompts.append(
+            Prompt(
+                path,
+                str(index),
+                [{"role": m["role"], "content": m["content"]} for m in conversation[: last + 1]],
+                references,
+            )
+        )
     if problems:
         raise DataError(problems)
     return prompts
@@ -155,8 +163,8 @@ def generate_records(
     with tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
-            batch = {key: value.to(loaded.device) for key, value in batch.items()}
+            padded = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
+            batch = {key: value.to(loaded.device) for key, value in padded.items()}
             with torch.no_grad():
                 output = loaded.model.generate(**batch, **gen_params)
             new_tokens = output[:, batch["input_ids"].shape[1] :]

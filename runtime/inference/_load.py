@@ -135,7 +135,8 @@ def load_inference_model(
     run_conf = source.base_run_conf
     quant = quant_conf if quant_conf is not None else NoQuantizationConfig()
     try:
-        model = load_model(run_conf, quant, use_cache=True)
+        # The base model, then (with an adapter) the PeftModel around it.
+        model: Any = load_model(run_conf, quant, use_cache=True)
     except ConfigError as exc:
         raise _base_not_loaded(source, exc) from None
     quantized = isinstance(quant, BnBQuantizationConfig)

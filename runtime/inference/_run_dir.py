@@ -20,7 +20,7 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
 from ftconfig.runtime.training._output import RESOLVED_CONFIG_NAME
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig, RunConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig, RunConfig
 
 __all__ = [
     "ADAPTER_CONFIG_NAME",
@@ -46,7 +46,7 @@ class ModelSource:
     adapter: Path | None
     base_run_conf: RunConfig
     grown_base: bool
-    config: FinetuningConfig | None
+    config: FinetuningConfig | DPOFinetuningConfig | None
     run_dir: Path | None
     adapter_config: dict[str, Any]
     tokenizer: str | None = None
@@ -73,7 +73,7 @@ def _read_json(path: Path, location: str) -> dict[str, Any]:
     return document
 
 
-def _read_run_config(run_dir: Path) -> FinetuningConfig:
+def _read_run_config(run_dir: Path) -> FinetuningConfig | DPOFinetuningConfig:
     """The config of a finished run, as its resolved_config.json recorded it."""
     from ftconfig.runtime.config._load import load_config
 
@@ -103,11 +103,18 @@ def adapter_embedding_modules(adapter_config: dict[str, Any]) -> list[str]:
     return modules
 
 
-def _base_of_run(config: FinetuningConfig, run_dir: Path, base_model: str | None) -> tuple[RunConfig, bool]:
-    """The run_conf that loads the adapter's base: the grown base the run saved, else the run's model."""
+def _base_of_run(
+    config: FinetuningConfig | DPOFinetuningConfig, run_dir: Path, base_model: str | None
+) -> tuple[RunConfig, bool]:
+    """The run_conf that loads the adapter's base: the grown base the run saved, else the run's model (a DPO
+    run saves no grown base: its adapter carries the new rows)."""
+    from ftconfig.runtime.config._structs import is_dpo
+
     run_conf = config.run_conf
     if base_model is not None:
         return msgspec.structs.replace(run_conf, model=base_model, tokenizer=None), False
+    if is_dpo(config):
+        return msgspec.structs.replace(run_conf, tokenizer=None), False
     grown = run_dir / config.sft_args.save_name_if_new_basemodel
     if (grown / "config.json").is_file():
         return msgspec.structs.replace(run_conf, model=str(grown), tokenizer=None), True
@@ -143,7 +150,7 @@ def read_model_source(reference: str | Path, *, base_model: str | None = None) -
     """
     path = Path(reference).expanduser()
     run_dir: Path | None = None
-    config: FinetuningConfig | None = None
+    config: FinetuningConfig | DPOFinetuningConfig | None = None
     if (path / RESOLVED_CONFIG_NAME).is_file():
         run_dir = path
         config = _read_run_config(path)

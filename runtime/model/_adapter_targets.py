@@ -37,7 +37,7 @@ def output_layer_name(run_conf: RunConfig) -> str | None:
     except Exception as exc:  # an architecture that cannot be built bare: PEFT and TRL still check it later
         logger.debug("cannot build %s on the meta device to check target_modules: %s", run_conf.model, exc)
         return None
-    output = model.get_output_embeddings()
+    output = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated in transformers
     if output is None:
         return None
     return next((name for name, module in model.named_modules() if module is output), None)

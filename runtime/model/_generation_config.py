@@ -41,7 +41,7 @@ def inference_generation_config(
     chat-ml), while the base model's generation config only knows its own EOS (`</s>`): without this,
     `model.generate()` would run past the end of the turn until max_new_tokens.
     """
-    config = copy.deepcopy(base) if base is not None else GenerationConfig()
+    config = copy.deepcopy(base) if base is not None else GenerationConfig()  # type: ignore[no-untyped-call]  # unannotated in transformers
     eos_ids = end_of_turn_ids(tokenizer, inference_eos) + _as_list(config.eos_token_id)
     if tokenizer.eos_token_id is not None:
         eos_ids.append(int(tokenizer.eos_token_id))

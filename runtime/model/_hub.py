@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftconfig.generated.config import FinetuningConfig, PretrainedPeftConfig
+from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig, PretrainedPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.model._references import MODEL, local_problem, looks_like_hub_id
 
@@ -35,7 +35,7 @@ class HubReference:
     marker_files: tuple[str, ...]
 
 
-def hub_references(config: FinetuningConfig) -> list[HubReference]:
+def hub_references(config: FinetuningConfig | DPOFinetuningConfig) -> list[HubReference]:
     """The model, tokenizer and adapter references of a config that are Hub ids rather than local folders."""
     run_conf = config.run_conf
     subfolder = run_conf.model_args.subfolder
@@ -100,7 +100,7 @@ def hub_unreachable_reason() -> str | None:
     return None
 
 
-def check_hub_references(config: FinetuningConfig) -> None:
+def check_hub_references(config: FinetuningConfig | DPOFinetuningConfig) -> None:
     """Fail at once (ConfigError, exit 2) for a Hub reference that can only come from a Hub this process cannot
     use: offline mode or local_files_only with the reference not cached, or an unreachable Hub.
 

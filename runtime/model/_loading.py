@@ -252,7 +252,7 @@ def model_skeleton(run_conf: RunConfig) -> PreTrainedModel:
     weights read), e.g. to check which layers an adapter would wrap."""
     config = model_config(run_conf)
     with _model_load_errors(run_conf):
-        model: PreTrainedModel = AutoModelForCausalLM.from_config(
+        model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]  # unannotated in transformers
             config, trust_remote_code=run_conf.model_args.trust_remote_code
         )
     return model

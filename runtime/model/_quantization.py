@@ -11,6 +11,7 @@ from transformers import BitsAndBytesConfig
 from ftconfig.generated.config import (
     BnBQuantizationConfig,
     NoQuantizationConfig,
+    SilogenDPOConfig,
     SilogenTrainingArguments,
 )
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem
@@ -44,7 +45,8 @@ def build_quantization_config(
 
 
 def quant_storage_for_fsdp(
-    quant_conf: BnBQuantizationConfig | NoQuantizationConfig, training_args: SilogenTrainingArguments
+    quant_conf: BnBQuantizationConfig | NoQuantizationConfig,
+    training_args: SilogenTrainingArguments | SilogenDPOConfig,
 ) -> BnBQuantizationConfig | NoQuantizationConfig:
     """A copy of quant_conf whose 4-bit storage dtype matches the training dtype, when FSDP is really on.
 

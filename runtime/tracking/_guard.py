@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
-from transformers.integrations import MLflowCallback
+from transformers.integrations.integration_utils import MLflowCallback
 
 from ftconfig.runtime.config._secrets import redact_text
 from ftconfig.runtime.tracking._plan import TrackingPlan
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 _PROBED_EVENTS = {"on_log", "on_save", "on_evaluate", "on_train_end"}
 
 
-class GuardedCallback(TrainerCallback):  # type: ignore[misc]
+class GuardedCallback(TrainerCallback):
     """Forwards every Trainer event to `inner`; the first failure turns the inner callback off.
 
     `probe` says why the tracking backend cannot be reached (None when it can); it runs before logging events.

@@ -21,7 +21,7 @@ from ftconfig.runtime.config._errors import ConfigError, ErrorItem
 from ftconfig.runtime.config._secrets import redact_uri, secret_values
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -81,7 +81,7 @@ class TrackingPlan:
 
 
 def resolve_tracking(
-    config: FinetuningConfig,
+    config: FinetuningConfig | DPOFinetuningConfig,
     environ: Mapping[str, str],
     *,
     mlflow_server_uri: str | None = None,
@@ -137,7 +137,7 @@ def resolve_tracking(
     return plan
 
 
-def unique_run_name(config: FinetuningConfig) -> str:
+def unique_run_name(config: FinetuningConfig | DPOFinetuningConfig) -> str:
     """`<output dir name>-<YYYYmmdd-HHMMSS>-<4 hex>`: from system entropy, so the seeded `random` stays put.
 
     MLflow's own random names repeat across runs seeded alike (two seed-0 runs were both "overjoyed-slug-911").
@@ -155,7 +155,9 @@ def is_true(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower() in _TRUE_VALUES
 
 
-def _secrets(config: FinetuningConfig, uri: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+def _secrets(
+    config: FinetuningConfig | DPOFinetuningConfig, uri: str, environ: Mapping[str, str]
+) -> tuple[str, ...]:
     document = msgspec.to_builtins(config)
     found = set(secret_values(document, dict(environ)))
     found |= set(secret_values({"tracking": {"mlflow_server_uri": uri}}, {}))  # a CLI/env URI's credentials

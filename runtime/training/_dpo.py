@@ -29,9 +29,9 @@ def frozen_reference(model: Any) -> Any:
 
 def _prepared_trainer_class() -> type:
     """DPOTrainer that takes the datasets as prepared: TRL 1.16 always runs its own preparation otherwise."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
-    class PreparedDPOTrainer(DPOTrainer):  # type: ignore[misc]
+    class PreparedDPOTrainer(DPOTrainer):
         """The `prompt_ids`/`chosen_ids`/`rejected_ids` columns are already what TRL's preparation makes."""
 
         def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ import msgspec
 from ftconfig.runtime.config._secrets import redact_config
 
 if TYPE_CHECKING:
-    from ftconfig.generated.config import FinetuningConfig
+    from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
     from ftconfig.runtime.config._resolve import ResolvedRun
 
 __all__ = [
@@ -60,7 +60,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def config_document(config: FinetuningConfig) -> dict[str, Any]:
+def config_document(config: FinetuningConfig | DPOFinetuningConfig) -> dict[str, Any]:
     """The config as validated, defaults filled in, secrets redacted: itself a valid config.
 
     A config that names its dtype with the newer `dtype` key keeps only that key: the filled-in default of
@@ -73,7 +73,9 @@ def config_document(config: FinetuningConfig) -> dict[str, Any]:
     return redact_config(document)
 
 
-def resolved_config_document(config: FinetuningConfig, resolved: ResolvedRun) -> dict[str, Any]:
+def resolved_config_document(
+    config: FinetuningConfig | DPOFinetuningConfig, resolved: ResolvedRun
+) -> dict[str, Any]:
     return {
         "config": config_document(config),
         "resolved": {**msgspec.to_builtins(resolved), "versions": library_versions()},

@@ -18,7 +18,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ftconfig.generated.config import NoPeftConfig
 from ftconfig.runtime.config._errors import ConfigError, ErrorItem, UserError
@@ -53,6 +53,8 @@ from ftconfig.runtime.training._output import (
 )
 
 if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
     from ftconfig.generated.config import DPOFinetuningConfig, FinetuningConfig
     from ftconfig.runtime.data._prepare import PreparedData
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
@@ -278,7 +280,7 @@ def _check_combinations(config: FinetuningConfig | DPOFinetuningConfig) -> None:
         )
 
 
-def writes_base_copy(config: FinetuningConfig | DPOFinetuningConfig) -> bool:
+def writes_base_copy(config: FinetuningConfig | DPOFinetuningConfig) -> TypeGuard[FinetuningConfig]:
     """Whether a run whose chat template adds tokens also saves a grown base-model copy: only with an adapter
     and only when sft_args.save_new_basemodel asks (a full-model run's checkpoints hold the grown embeddings)."""
     if is_dpo(config):
@@ -320,7 +322,7 @@ def _train_and_save(run: PreparedRun, *, is_main: bool, replace_earlier: bool = 
     train_dataset, eval_dataset, collator = _datasets_and_collator(run, model)
     limit = config.training_args.save_total_limit
     detach_hub_token(run.sft_config, os.environ)  # else pickled into every training_args.bin
-    callbacks = [NumberedCheckpointRotation(limit)] if limit else []
+    callbacks: list[TrainerCallback] = [NumberedCheckpointRotation(limit)] if limit else []
     if is_dpo(config):
         from ftconfig.runtime.training._dpo import build_dpo_trainer
 

@@ -64,7 +64,7 @@ def _config(data_file: Path, work: Path) -> Any:
 def _trl_prepare(rows: list[dict[str, Any]], tokenizer: Any) -> Any:
     """TRL's own preparation of a conversational preference dataset, nothing else of the trainer."""
     import datasets
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined]  # trl's __init__ exports lazily
 
     dataset = datasets.Dataset.from_list(
         [
