@@ -332,7 +332,10 @@ _WORKER_INPUT: tuple[ConversationEncoder, list[Conversation]] | None = None
 
 def _encode_range(encoder: ConversationEncoder, conversations: list[Conversation]) -> EncodedBatch:
     """Encode conversations in batches of _BATCH and join the flat arrays."""
-    parts = [encoder.encode(conversations[i : i + _BATCH]) for i in range(0, len(conversations), _BATCH)]
+    parts = [
+        encoder.encode(conversations[i : i + _BATCH])  # type: ignore[arg-type]  # a ChatMessage TypedDict is the plain dict the encoder takes
+        for i in range(0, len(conversations), _BATCH)
+    ]
     if not parts:
         return encoder.encode([])
     lengths = np.concatenate([part.lengths for part in parts])
