@@ -60,6 +60,9 @@ def configure_output(rank: int) -> None:
     if logging.lastResort is not None:  # where library warnings go when nobody configured the root logger
         logging.lastResort.addFilter(_redact_record)
     ours = logging.getLogger("ftconfig")
+    for earlier in [h for h in ours.handlers if getattr(h, "_ftconfig_cli", False)]:
+        ours.removeHandler(earlier)  # an earlier main() in this process: its stream may be closed by now
+    handler._ftconfig_cli = True  # type: ignore[attr-defined]  # marks the handler this function owns
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False

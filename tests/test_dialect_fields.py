@@ -59,7 +59,7 @@ def test_setting_both_dtype_names_is_one_config_error(tiny_model_dir: Path, tmp_
     with pytest.raises(ConfigError) as caught:
         load_config(document(tiny_model_dir, tmp_path, run_conf=both))
     [item] = caught.value.items
-    assert item.location == "$.run_conf.model_args"
+    assert item.location == "$.run_conf.model_args.torch_dtype"
     assert "set only one of them" in item.message
 
 

@@ -57,6 +57,7 @@ KNOWN_CROSS_FIELD_RULES = {
     BASE + "dpo.schema.json#/allOf/1": "validation_data NONE: no evaluation (DPO)",
     BASE + "finetuning.schema.json#/allOf/2": "max_steps unset and no epochs override: num_train_epochs > 0",
     BASE + "dpo.schema.json#/allOf/2": "max_steps unset and no epochs override: num_train_epochs > 0 (DPO)",
+    BASE + "run.schema.json#/$defs/ModelArguments/allOf/0": "not both dtype and torch_dtype",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": "not both 4 and 8 bits",
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/1": "4 or 8 bits",
 }
@@ -438,6 +439,9 @@ CROSS_FIELD_BREAKERS: dict[str, dict[str, Any]] = {
         "method": "dpo",
         "sft_args": DELETE,
         "training_args": {"num_train_epochs": 0},
+    },
+    BASE + "run.schema.json#/$defs/ModelArguments/allOf/0": {
+        "run_conf": {**minimal_document()["run_conf"], "model_args": {"dtype": "auto", "torch_dtype": "bfloat16"}}
     },
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": {
         "quant_conf": {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "load_in_8bit": True}

@@ -202,7 +202,9 @@ def test_ftrun_trains_a_packed_epoch_in_the_steps_its_dry_run_plans(tmp_path: Pa
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == plan["optimizer_steps"]
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-    assert len(losses) == plan["optimizer_steps"] and losses[-1] < 0.9 * losses[0], losses
+    # LoRA plus only the new chat tokens' rows train, so the tiny random model's loss falls slowly but steadily.
+    assert len(losses) == plan["optimizer_steps"] and losses[-1] < 0.97 * losses[0], losses
+    assert sum(later < earlier for earlier, later in itertools.pairwise(losses)) >= len(losses) - 2
     assert (output_dir / "checkpoint-final" / "adapter_model.safetensors").is_file()
 
 
