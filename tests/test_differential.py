@@ -441,7 +441,10 @@ CROSS_FIELD_BREAKERS: dict[str, dict[str, Any]] = {
         "training_args": {"num_train_epochs": 0},
     },
     BASE + "run.schema.json#/$defs/ModelArguments/allOf/0": {
-        "run_conf": {**minimal_document()["run_conf"], "model_args": {"dtype": "auto", "torch_dtype": "bfloat16"}}
+        "run_conf": {
+            **minimal_document()["run_conf"],
+            "model_args": {"dtype": "auto", "torch_dtype": "bfloat16"},
+        }
     },
     BASE + "quantization.schema.json#/$defs/BnBQuantizationConfig/allOf/0": {
         "quant_conf": {"quantization_type": "bits-and-bytes", "load_in_4bit": True, "load_in_8bit": True}
