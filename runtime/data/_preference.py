@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 
 from ftconfig.runtime.config._errors import ConfigError, DataError, ErrorItem
-from ftconfig.runtime.data._cache import cache_key, load_prepared, store_prepared, tokenizer_fingerprint
+from ftconfig.runtime.data._cache import cache_key, tokenizer_fingerprint
 from ftconfig.runtime.data._encode import render_conversations
 from ftconfig.runtime.data._prepare import (
     PreparedData,
@@ -28,7 +28,9 @@ from ftconfig.runtime.data._prepare import (
     _select,
     _training_entries,
     _validation_entries,
+    load_cached,
     plan_rows,
+    store_cached,
 )
 from ftconfig.runtime.data._records import ChatMessage, RowProblem, read_rows
 
@@ -264,18 +266,8 @@ def prepare_preferences(
         sft_args=_PreparationSettings("dpo", max_length, str(args.truncation_mode)),
         tokenizer_digest=tokenizer_fingerprint(tokenizer, setup),
     )
-    if cache_dir is not None and (stored := load_prepared(cache_dir, key, columns=PREFERENCE_COLUMNS)):
-        splits, meta = stored
-        logger.info("prepared preference data loaded from the cache %s", cache_dir / key)
-        return PreparedData(
-            train=splits["train"],
-            validation=splits.get("validation"),
-            dropped_train=meta["dropped_train"],
-            dropped_validation=meta["dropped_validation"],
-            train_tokens=meta["train_tokens"],
-            cache_hit=True,
-            source_counts=meta["source_counts"],
-        )
+    if cache_dir is not None and (cached := load_cached(cache_dir, key, PREFERENCE_COLUMNS)) is not None:
+        return cached
     sources = _parse_files(raw, reader=read_preferences)
     encoded = _tokenise(sources.conversations, tokenizer, num_proc=num_proc, fingerprint=key)
     lengths = _column(encoded, "length")
@@ -297,15 +289,5 @@ def prepare_preferences(
         source_counts=plan.source_counts,
     )
     if cache_dir is not None:
-        splits = {"train": prepared.train}
-        if prepared.validation is not None:
-            splits["validation"] = prepared.validation
-        meta = {
-            "dropped_train": prepared.dropped_train,
-            "dropped_validation": prepared.dropped_validation,
-            "train_tokens": prepared.train_tokens,
-            "source_counts": prepared.source_counts,
-        }
-        store_prepared(cache_dir, key, splits, meta)
-        logger.info("prepared preference data tokenised and cached in %s", cache_dir / key)
+        store_cached(cache_dir, key, prepared)
     return prepared

@@ -46,7 +46,7 @@ from ftconfig.runtime.data._records import (
 if TYPE_CHECKING:
     from ftconfig.runtime.data._tokenizer import TokenizerSetup
 
-__all__ = ["PreparedData", "RowPlan", "plan_rows", "prepare_data"]
+__all__ = ["PreparedData", "RowPlan", "load_cached", "plan_rows", "prepare_data", "store_cached"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,32 +113,45 @@ def prepare_data(
         sft_args=msgspec.structs.replace(sft_args, packing=False),  # packing happens after preparation
         tokenizer_digest=tokenizer_fingerprint(tokenizer, setup),
     )
-    if cache_dir is not None and (stored := load_prepared(cache_dir, key)) is not None:
-        splits, meta = stored
-        logger.info("prepared data loaded from the cache %s", cache_dir / key)
-        return PreparedData(
-            train=splits["train"],
-            validation=splits.get("validation"),
-            dropped_train=meta["dropped_train"],
-            dropped_validation=meta["dropped_validation"],
-            train_tokens=meta["train_tokens"],
-            cache_hit=True,
-            source_counts=meta["source_counts"],
-        )
+    if cache_dir is not None and (cached := load_cached(cache_dir, key)) is not None:
+        return cached
     prepared = _prepare(config, tokenizer, setup, training, validation, raw, num_proc=num_proc, key=key)
     if cache_dir is not None:
-        splits = {"train": prepared.train}
-        if prepared.validation is not None:
-            splits["validation"] = prepared.validation
-        meta = {
-            "dropped_train": prepared.dropped_train,
-            "dropped_validation": prepared.dropped_validation,
-            "train_tokens": prepared.train_tokens,
-            "source_counts": prepared.source_counts,
-        }
-        store_prepared(cache_dir, key, splits, meta)
-        logger.info("prepared data tokenised and cached in %s", cache_dir / key)
+        store_cached(cache_dir, key, prepared)
     return prepared
+
+
+def load_cached(cache_dir: Path, key: str, columns: list[str] = _COLUMNS) -> PreparedData | None:
+    """The prepared data stored under `key`, or None when the cache has no intact entry for it."""
+    stored = load_prepared(cache_dir, key, columns=columns)
+    if stored is None:
+        return None
+    splits, meta = stored
+    logger.info("prepared data loaded from the cache %s", cache_dir / key)
+    return PreparedData(
+        train=splits["train"],
+        validation=splits.get("validation"),
+        dropped_train=meta["dropped_train"],
+        dropped_validation=meta["dropped_validation"],
+        train_tokens=meta["train_tokens"],
+        cache_hit=True,
+        source_counts=meta["source_counts"],
+    )
+
+
+def store_cached(cache_dir: Path, key: str, prepared: PreparedData) -> None:
+    """Store prepared data under `key` (atomically: a reader sees the whole entry or none)."""
+    splits = {"train": prepared.train}
+    if prepared.validation is not None:
+        splits["validation"] = prepared.validation
+    meta = {
+        "dropped_train": prepared.dropped_train,
+        "dropped_validation": prepared.dropped_validation,
+        "train_tokens": prepared.train_tokens,
+        "source_counts": prepared.source_counts,
+    }
+    store_prepared(cache_dir, key, splits, meta)
+    logger.info("prepared data tokenised and cached in %s", cache_dir / key)
 
 
 def _training_entries(training_data: ConcatenationDataInput | WeightedMixDataInput) -> list[_Entry]:
