@@ -63,7 +63,7 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plain_peft_model(run_dir: Path) -> tuple[Any, Any]:
     """The run loaded the way a user of transformers + PEFT would, without ftconfig."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     final = run_dir / "checkpoint-final"
     tokenizer = AutoTokenizer.from_pretrained(final)
@@ -73,6 +73,7 @@ def plain_peft_model(run_dir: Path) -> tuple[Any, Any]:
     base = AutoModelForCausalLM.from_pretrained(grown if grown.is_dir() else EXAMPLES / "tiny-llama")
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:  # the adapter holds the new tokens' rows
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    base.generation_config = GenerationConfig.from_pretrained(final)  # as the guide's loading lines do
     return PeftModel.from_pretrained(base, final).eval(), tokenizer
 
 
@@ -107,7 +108,8 @@ def assert_generate_stops_at_end_of_turn(model: Any, tokenizer: Any) -> None:
     force = LogitsProcessorList([ForceTokenAt(length, 3, end_of_turn)])
     output = model.generate(**inputs, max_new_tokens=20, do_sample=False, logits_processor=force)
     new = output[0, length:].tolist()
-    assert new[-1] == end_of_turn and len(new) == 3, new
+    # Stops at the first end of turn: forced at step 3 at the latest (the trained model may close it sooner).
+    assert new[-1] == end_of_turn and end_of_turn not in new[:-1] and len(new) <= 3, new
 
 
 # --- the generation config every inference-ready checkpoint carries -----------------------------------------

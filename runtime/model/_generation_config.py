@@ -51,4 +51,7 @@ def inference_generation_config(
         config.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:
         config.bos_token_id = tokenizer.bos_token_id
+    # A config marked as derived from the model config is rebuilt from that config by generate() whenever the
+    # two differ, which would drop the end-of-turn id again: this one is ours.
+    config._from_model_config = False
     return config
