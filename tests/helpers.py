@@ -170,6 +170,12 @@ def load_for_inference(base_path: Path | str, adapter_path: Path) -> Any:
     ):
         assert f'"{placeholder}"' in code
         code = code.replace(f'"{placeholder}"', repr(str(path)))
+    if not (
+        Path(adapter_path) / "generation_config.json"
+    ).is_file():  # ftrun writes one; a hand-saved adapter not
+        from transformers import GenerationConfig
+
+        GenerationConfig.from_pretrained(base_path).save_pretrained(adapter_path)
     namespace: dict[str, Any] = {}
     exec(code, namespace)
     return namespace["model"]
