@@ -437,6 +437,7 @@ def _tokenise(
     del setup  # the installed template and tokens live on the tokenizer
     encoder = conversation_encoder(tokenizer, completions_only=completions_only)
     workers = max(1, min(num_proc, len(conversations)))
+    logger.info("tokenising %d conversations (%d worker%s)", len(conversations), workers, "s"[: workers > 1])
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         encoded = _encode_parallel(encoder, conversations, workers)
     else:
