@@ -44,8 +44,8 @@ def test_two_process_dpo_job_prepares_once_logs_one_mlflow_run_and_ends_with_equ
     assert resolved["resolved"]["per_device_train_batch_size"] == 2
     assert resolved["resolved"]["gradient_accumulation_steps"] == 2
     # Preparation ran once: rank 0 tokenised the preference rows, rank 1 read rank 0's cache.
-    assert log.count("prepared preference data tokenised and cached") == 1
-    assert "ftrun[1]: prepared preference data loaded from the cache" in log
+    assert log.count("prepared data tokenised and cached") == 1
+    assert "ftrun[1]: prepared data loaded from the cache" in log
     digests = dict(re.findall(r"^(ftrun(?:\[1\])?): final weights sha256 ([0-9a-f]{64})$", log, re.MULTILINE))
     assert set(digests) == {"ftrun", "ftrun[1]"} and digests["ftrun"] == digests["ftrun[1]"]
     runs = mlflow_runs(mlflow_server, "ddp-dpo")
