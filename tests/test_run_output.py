@@ -147,14 +147,15 @@ def test_the_model_card_in_output_dir_names_the_local_base_model(finished_run: F
 # examples/minimal.yaml is the smallest valid config (the tests' base document), so its plan does warn.
 @pytest.mark.parametrize("example", ["quickstart.yaml", "seed-shaped.yaml"])
 def test_shipped_examples_plan_runs_that_log_and_use_their_validation_data(
-    example: str, monkeypatch: pytest.MonkeyPatch
+    example: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from ftconfig.runtime.config._load import load_config_file
     from ftconfig.runtime.training._plan import build_plan
     from ftconfig.runtime.training._run import RunOptions, prepare_run
 
     monkeypatch.chdir(REPO_ROOT)
-    config = load_config_file(EXAMPLES / example)
+    # A fresh output_dir: `make quickstart` may already have filled the example's own.
+    config = load_config_file(EXAMPLES / example, [f"training_args.output_dir={tmp_path / 'out'}"])
     assert build_plan(prepare_run(config, RunOptions(), world_size=1))["warnings"] == []
 
 
